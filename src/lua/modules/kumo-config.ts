@@ -1,0 +1,154 @@
+/**
+ * The `kumo` calls that configure the engine: log hooks, local logs,
+ * disposition hooks, queue and egress-path configs, the HTTP listener. Each
+ * validates its options strictly (unknown keys and wrong types are errors
+ * that name the field) and records the result in the VM's PolicySettings.
+ */
+import { lua } from 'fengari';
+import type { LuaVM } from '../vm.js';
+import { ConversionError, pushValue, toValue } from '../convert.js';
+import { UserdataClass, raise, setFunctions, whereAt, type HostFunction } from '../host.js';
+import { key, pushString, type LuaState } from '../lstr.js';
+import { OptionError, asList, parseRecord, string, stringList, unsigned } from '../../config/schema.js';
+import { formatDuration } from '../../config/duration.js';
+import { parseEgressPathConfig, parseQueueConfig, type EgressPathConfig, type QueueConfig } from '../../queue/config.js';
+import { parseDispositionHookParams, parseLocalLogsParams, parseLogHookParams } from '../../logging/hook-config.js';
+
+/** The value behind `kumo.make_queue_config{...}`. */
+export class QueueConfigHandle {
+  constructor(readonly config: Readonly<QueueConfig>) {}
+  toLuaJson(): unknown {
+    return serialize(this.config);
+  }
+}
+
+/** The value behind `kumo.make_egress_path{...}`. */
+export class EgressPathHandle {
+  constructor(readonly config: Readonly<EgressPathConfig>) {}
+  toLuaJson(): unknown {
+    return serialize(this.config);
+  }
+}
+
+const DURATION_FIELDS = new Set([
+  'retry_interval', 'max_retry_interval', 'max_age', 'reap_interval', 'refresh_interval', 'timerwheel_tick_interval',
+  'max_batch_latency', 'idle_timeout', 'system_shutdown_timeout', 'dispatcher_progress_watchdog_timeout',
+]);
+
+/** The config as KumoMTA shows it back to Lua: durations as humantime strings, protocol in its tagged form. */
+function serialize(cfg: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v === undefined) continue;
+    if (DURATION_FIELDS.has(k) && typeof v === 'number') out[k] = formatDuration(v);
+    else if (k === 'protocol' && v && typeof v === 'object') {
+      const { kind, ...rest } = v as { kind: string } & Record<string, unknown>;
+      if (kind === 'custom_lua') out[k] = { custom_lua: serialize(rest) };
+      else if (kind === 'maildir') out[k] = rest;
+      else out[k] = { smtp: (rest as { options: unknown }).options };
+    } else out[k] = v;
+  }
+  return out;
+}
+
+export function openKumoConfig(vm: LuaVM, L: LuaState): void {
+  const makeConfigClass = <T extends { toLuaJson(): unknown }>(name: string) => {
+    const cls: UserdataClass<T> = new UserdataClass<T>(L, name, {}, {
+      __pairs: (L2) => {
+        const obj = cls.check(L2, 1, 'pairs');
+        lua.lua_getglobal(L2, key('next'));
+        pushValue(L2, obj.toLuaJson());
+        lua.lua_pushnil(L2);
+        return 3;
+      },
+      __len: (L2) => {
+        lua.lua_pushinteger(L2, Object.keys(cls.check(L2, 1, 'len').toLuaJson() as object).length);
+        return 1;
+      },
+    });
+    cls.setIndex(L, (L2) => {
+      const obj = cls.check(L2, 1, name);
+      const field = lua.lua_tojsstring(L2, 2);
+      pushValue(L2, (obj.toLuaJson() as Record<string, unknown>)[field]);
+      return 1;
+    });
+    return cls;
+  };
+  const queueConfigClass = makeConfigClass<QueueConfigHandle>('QueueConfig');
+  const egressPathClass = makeConfigClass<EgressPathHandle>('EgressPathConfig');
+
+  /** Convert the options table at arg 1, then parse; errors in serde's form. */
+  const options = <T>(L2: LuaState, fn: string, what: string, parse: (v: unknown) => T): T => {
+    let input: unknown;
+    try {
+      input = lua.lua_isnoneornil(L2, 1) ? {} : toValue(L2, 1);
+    } catch (err) {
+      if (err instanceof ConversionError) raise(L2, `${fn}: ${err.message}`);
+      throw err;
+    }
+    try {
+      return parse(input);
+    } catch (err) {
+      if (err instanceof OptionError) {
+        const detail = err.message.replace(/^[A-Za-z_.]+: /, '');
+        raise(L2, `${fn}: deserialize error: ${detail}, while processing ${what}`);
+      }
+      throw err;
+    }
+  };
+
+  const fns: Record<string, HostFunction> = {
+    make_queue_config: (L2) => {
+      queueConfigClass.push(L2, new QueueConfigHandle(options(L2, 'make_queue_config', 'QueueConfig', parseQueueConfig)));
+      return 1;
+    },
+    make_egress_path: (L2) => {
+      egressPathClass.push(L2, new EgressPathHandle(options(L2, 'make_egress_path', 'EgressPathConfig', parseEgressPathConfig)));
+      return 1;
+    },
+    configure_log_hook: (L2) => {
+      const params = options(L2, 'configure_log_hook', 'LogHookParams', parseLogHookParams);
+      if (vm.settings.logHooks.has(params.name)) {
+        raise(L2, `configure_log_hook: A logging hook with name \`${params.name}\` has already been registered`);
+      }
+      vm.settings.logHooks.set(params.name, { ...params, where: whereAt(L2, 1) ?? '?' });
+      return 0;
+    },
+    configure_log_disposition_hook: (L2) => {
+      const params = options(L2, 'configure_log_disposition_hook', 'DispositionHookParams', parseDispositionHookParams);
+      if (vm.settings.dispositionHooks.has(params.name)) {
+        raise(L2, `configure_log_disposition_hook: A disposition hook with name \`${params.name}\` has already been registered`);
+      }
+      vm.settings.dispositionHooks.set(params.name, { ...params, where: whereAt(L2, 1) ?? '?' });
+      return 0;
+    },
+    configure_local_logs: (L2) => {
+      const params = options(L2, 'configure_local_logs', 'LocalLogsParams', parseLocalLogsParams);
+      vm.settings.localLogs.push({ ...params, where: whereAt(L2, 1) ?? '?' });
+      return 0;
+    },
+    start_http_listener: (L2) => {
+      const params = options(L2, 'start_http_listener', 'HttpListenerParams', (v) => parseRecord('HttpListenerParams', {
+        listen: { parse: string, default: () => '127.0.0.1:8000' },
+        hostname: { parse: string, optional: true },
+        use_tls: { parse: (x) => x, optional: true },
+        tls_certificate: { parse: (x) => x, optional: true },
+        tls_private_key: { parse: (x) => x, optional: true },
+        trusted_hosts: { parse: stringList(), default: () => ['127.0.0.1', '::1'] },
+        request_body_limit: { parse: unsigned(), default: () => 2 * 1024 * 1024 },
+      }, v));
+      if (params.use_tls) raise(L2, 'start_http_listener: use_tls is not supported by sluice; terminate TLS in front of it');
+      vm.settings.httpListeners.push({
+        listen: params.listen,
+        trusted_hosts: params.trusted_hosts,
+        request_body_limit: params.request_body_limit,
+        where: whereAt(L2, 1) ?? '?',
+      });
+      return 0;
+    },
+  };
+  fns.make_egress_path_config = fns.make_egress_path as HostFunction;
+  setFunctions(L, 'kumo.', fns);
+  void asList;
+  void pushString;
+}
