@@ -18,8 +18,8 @@ await yargs(hideBin(process.argv))
   .version()
   .wrap(Math.min(100, process.stdout.columns ?? 100))
   .fail((msg, err) => {
-    if (err) throw err;
-    process.stderr.write(`sluice: ${msg}\nRun with --help for usage.\n`);
+    // Usage errors (unknown flags, failed checks) exit 2; commands report their own failures.
+    process.stderr.write(`sluice: ${msg ?? err?.message}\nRun with --help for usage.\n`);
     process.exit(2);
   })
   .parseAsync();
