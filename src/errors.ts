@@ -14,6 +14,9 @@ export const ERROR_CODES = {
   SLUICE_ERR_INVALID_OPTION: 'an option failed validation',
   SLUICE_ERR_INVALID_ARGUMENT: 'a command-line argument failed validation',
   SLUICE_ERR_NO_HANDLER: 'an event that needs a handler has none',
+  SLUICE_ERR_SPOOL_LOCKED: 'another sluice process is using this data directory',
+  SLUICE_ERR_SPOOL: 'the spool could not be opened or written',
+  SLUICE_ERR_SHUTTING_DOWN: 'sluice is shutting down and takes no new work',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

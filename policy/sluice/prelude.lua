@@ -5,9 +5,9 @@
   2. `kumo.memoize(fn, { name, ttl, capacity, invalidate_with_epoch })`
      caches results by arguments (compared by value, as JSON).
   3. fengari's integers are 32-bit, so larger integers (unix-ms timestamps,
-     offsets) live in Lua as floats. `tostring` and `string.format`
-     ('%d', '%i', '%s') print such integral floats as the integers they
-     stand for, as KumoMTA's 64-bit Lua would.
+     offsets) live in Lua as floats. `string.format` '%d' and '%i' print
+     such integral floats as the integers they stand for, as KumoMTA's
+     64-bit Lua would (`tostring` and '%s' are handled in the host).
 ]]
 local kumo = require 'kumo'
 
@@ -42,17 +42,10 @@ end
 
 local INT32_MAX, INT32_MIN, EXACT = 2147483647, -2147483648, 2 ^ 53
 local math_type, floor, select = math.type, math.floor, select
-local raw_tostring, raw_format = tostring, string.format
+local raw_format = string.format
 
 local function wide_integer(v)
   return math_type(v) == 'float' and v == floor(v) and (v > INT32_MAX or v < INT32_MIN) and v <= EXACT and v >= -EXACT
-end
-
-tostring = function(v)
-  if wide_integer(v) then
-    return raw_format('%.0f', v)
-  end
-  return raw_tostring(v)
 end
 
 string.format = function(fmt, ...)

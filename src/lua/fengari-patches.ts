@@ -10,6 +10,7 @@
  */
 import lobject from 'fengari/src/lobject.js';
 import lstring from 'fengari/src/lstring.js';
+import lapi from 'fengari/src/lapi.js';
 import { to_luastring } from 'fengari';
 
 const INT32_MIN = -2147483648;
@@ -30,7 +31,21 @@ export function installNumberFormatting(): void {
     }
     original(L, obj);
   };
+  // `tostring`, `print` and `%s` format numbers through lua_pushfstring('%f'),
+  // which calls fengari's own private luaO_tostring: intercept that format.
+  const pushvfstring = lobject.luaO_pushvfstring;
+  lobject.luaO_pushvfstring = function (L: any, fmt: Uint8Array, argp: unknown[]): unknown {
+    if (fmt.length === 2 && fmt[0] === 37 && fmt[1] === 102) {
+      const n = argp[0] as number;
+      if (Number.isInteger(n) && (n < INT32_MIN || n > INT32_MAX) && Math.abs(n) <= Number.MAX_SAFE_INTEGER) {
+        lapi.lua_pushstring(L, to_luastring(String(n)));
+        return lapi.lua_tolstring(L, -1);
+      }
+    }
+    return pushvfstring(L, fmt, argp);
+  };
 }
+
 
 /**
  * A second patch, per state: fengari's `lua_pcallk` never records that hooks

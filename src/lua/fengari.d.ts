@@ -20,3 +20,7 @@ declare module 'fengari/src/lstring.js' {
   const lstring: any;
   export default lstring;
 }
+declare module 'fengari/src/lapi.js' {
+  const lapi: any;
+  export default lapi;
+}
