@@ -2,12 +2,17 @@
 /**
  * sluice benchmarks: `npm run bench` (builds dist/ first) or `node bench/run.js`.
  *
- *   node bench/run.js [--quick] [--only NAME] [--seconds N] [--no-baseline] [--out FILE]
+ *   node bench/run.js [--quick] [--only NAME] [--seconds N] [--no-baseline]
+ *                     [--wait-quiet S] [--retries N] [--out FILE] [--list]
  *
  *   --quick        ~2 s per measured point (0.5 s warm-up); default ~10 s (1 s warm-up)
  *   --only NAME    run one scenario (repeatable); names below
  *   --seconds N    override the time per point
  *   --no-baseline  skip the baselines (e.g. under --cpu-prof, to profile only the subject)
+ *   --wait-quiet S before each timed run, wait up to S seconds for other processes'
+ *                  load to fall below 15% of a core (default 0: do not wait)
+ *   --retries N    repeat a timed run up to N more times when other load was
+ *                  above 15% of a core during it, keeping the cleanest (default 0)
  *   --out FILE     where to write the JSON results
  *                  (default: <os.tmpdir()>/sluice-bench/latest.json)
  *   --list         list the scenarios and exit
@@ -39,14 +44,15 @@ import { fmtMs, fmtRate, OTHER_LOAD_WARN_PCT } from './lib/measure.js';
 /** Run order. One file per scenario under bench/scenarios/. */
 const SCENARIO_FILES = ['lua-send.js', 'lua-send-batch.js'];
 
-/** Hard stop for the whole run, whatever happens. */
+/** Hard stop for the whole run, whatever happens: this per scenario, plus waits and retries. */
 const MAX_SCENARIO_MS = 10 * 60_000;
+const MAX_MEASUREMENTS_PER_SCENARIO = 8;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function usage(msg) {
   if (msg) process.stderr.write(`${msg}\n`);
-  process.stderr.write('usage: node bench/run.js [--quick] [--only NAME] [--seconds N] [--no-baseline] [--out FILE] [--list]\n');
+  process.stderr.write('usage: node bench/run.js [--quick] [--only NAME] [--seconds N] [--no-baseline] [--wait-quiet S] [--retries N] [--out FILE] [--list]\n');
   process.exit(msg ? 2 : 0);
 }
 
@@ -101,13 +107,14 @@ function printResults(points, failures) {
         Math.round(m.receiverBytesPerRequest).toLocaleString('en-US'),
         `${m.ops}/${m.receiverRequests}`,
         m.errors,
+        m.attempts > 1 ? `${m.keptAttempt} of ${m.attempts}` : '1',
       ]);
     }
   }
   console.log(table(
-    ['point', 'side', 'what', 'calls/s', 'p50/p99 ms', 'bench cpu', 'recv cpu', 'other cpu', 'B/req', 'ops/recv req', 'errors'],
+    ['point', 'side', 'what', 'calls/s', 'p50/p99 ms', 'bench cpu', 'recv cpu', 'other cpu', 'B/req', 'ops/recv req', 'errors', 'kept try'],
     details,
-    [false, false, false, true, true, true, true, true, true, true, true],
+    [false, false, false, true, true, true, true, true, true, true, true, true],
   ));
   console.log(`cpu columns are % of one core over the timed run; 'other cpu' is load from processes outside the benchmark (! above ${OTHER_LOAD_WARN_PCT}%: figures not clean)`);
   for (const f of failures) console.log(`FAILED ${f.scenario}: ${f.error}`);
@@ -121,6 +128,8 @@ async function main() {
       seconds: { type: 'string' },
       'no-baseline': { type: 'boolean', default: false },
       out: { type: 'string' },
+      'wait-quiet': { type: 'string', default: '0' },
+      retries: { type: 'string', default: '0' },
       list: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -148,18 +157,25 @@ async function main() {
     if (!(s > 0 && s <= 300)) usage('--seconds must be a number in (0, 300]');
     durationMs = s * 1000;
   }
+  const waitQuietS = Number(args['wait-quiet']);
+  if (!(waitQuietS >= 0 && waitQuietS <= 3600)) usage('--wait-quiet must be a number of seconds in [0, 3600]');
+  const retries = Number(args.retries);
+  if (!(Number.isInteger(retries) && retries >= 0 && retries <= 10)) usage('--retries must be an integer in [0, 10]');
   const outFile = path.resolve(args.out ?? path.join(os.tmpdir(), 'sluice-bench', 'latest.json'));
 
   const machine = machineInfo();
   console.log(machineLine(machine));
   console.log(`mode: ${args.quick ? 'quick' : 'default'}, ${durationMs / 1000} s per point after ${warmupMs / 1000} s warm-up${args['no-baseline'] ? ', no baselines' : ''}; scenarios: ${selected.map((s) => s.name).join(', ')}`);
 
-  const receiver = await startReceiverProcess({ maxSeconds: Math.ceil((selected.length * MAX_SCENARIO_MS) / 1000) + 60 });
+  // Whole-run limit: a fixed allowance per scenario plus, for at most
+  // MAX_MEASUREMENTS_PER_SCENARIO measurements, every wait and retry allowed.
+  const runLimitMs = selected.length * (MAX_SCENARIO_MS + MAX_MEASUREMENTS_PER_SCENARIO * (retries + 1) * (waitQuietS * 1000 + durationMs));
+  const receiver = await startReceiverProcess({ maxSeconds: Math.ceil(runLimitMs / 1000) + 60 });
   const watchdog = setTimeout(() => {
     process.stderr.write('bench: the run exceeded its overall time limit; stopping\n');
     receiver.killNow();
     process.exit(3);
-  }, selected.length * MAX_SCENARIO_MS);
+  }, runLimitMs);
   watchdog.unref();
   process.once('SIGINT', () => {
     receiver.killNow();
@@ -172,6 +188,8 @@ async function main() {
     warmupMs,
     baseline: !args['no-baseline'],
     quick: args.quick,
+    waitQuietMs: waitQuietS * 1000,
+    retries,
     log: (msg) => process.stderr.write(`${msg}\n`),
   };
 
@@ -200,7 +218,7 @@ async function main() {
     finishedAt: new Date().toISOString(),
     machine,
     machineLine: machineLine(machine),
-    options: { quick: args.quick, durationMs, warmupMs, baseline: ctx.baseline, only },
+    options: { quick: args.quick, durationMs, warmupMs, baseline: ctx.baseline, only, waitQuietS, retries },
     points,
     failures,
   };

@@ -32,6 +32,7 @@ export default {
             concurrency: CONCURRENCY,
             unitsPerOp: BATCH,
             unit: 'records',
+            warmupOps: 500,
             op: (_w, n) => client.post('/log', bodies[n % BATCHES]),
             verify: { records: BATCH },
           });
@@ -47,6 +48,7 @@ export default {
           concurrency: CONCURRENCY,
           unitsPerOp: BATCH,
           unit: 'records',
+          warmupOps: 150,
           op: (w, n) => conns[w].sendBatch(batches[n % BATCHES]),
           verify: { records: BATCH, check: expectOk },
         });

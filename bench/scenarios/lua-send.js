@@ -31,6 +31,7 @@ export default {
               label: `undici Pool POST c${concurrency}`,
               concurrency,
               unit: 'calls',
+              warmupOps: 5_000,
               op: (_w, n) => client.post('/log', messages[n % RING].data),
               verify: { records: 1 },
             });
@@ -45,6 +46,7 @@ export default {
             label: `lua connection:send c${concurrency}`,
             concurrency,
             unit: 'calls',
+            warmupOps: 5_000,
             op: (w, n) => conns[w].send(messages[n % RING]),
             verify: { records: 1, check: expectOk },
           });

@@ -49,9 +49,15 @@ export function parseDuration(value: unknown): number {
 
 /** Format milliseconds the way humantime does (`1h 30m`, `2m`, `500ms`). */
 export function formatDuration(ms: number): string {
-  if (ms === 0) return '0s';
+  // Whole milliseconds first, then the sub-millisecond part as humantime's us/ns.
+  let rest = Math.floor(ms);
+  let ns = Math.round((ms - rest) * 1e6);
+  if (ns >= 1e6) {
+    rest += 1;
+    ns -= 1e6;
+  }
+  if (rest === 0 && ns === 0) return '0s';
   const parts: string[] = [];
-  let rest = Math.round(ms);
   const units: Array<[string, number]> = [['years', 31_557_600_000], ['months', 2_630_016_000], ['days', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000], ['ms', 1]];
   for (const [name, size] of units) {
     const n = Math.floor(rest / size);
@@ -61,6 +67,8 @@ export function formatDuration(ms: number): string {
       rest -= n * size;
     }
   }
+  if (ns >= 1000) parts.push(`${Math.floor(ns / 1000)}us`);
+  if (ns % 1000 > 0) parts.push(`${ns % 1000}ns`);
   return parts.join(' ');
 }
 

@@ -28,6 +28,30 @@ export interface FieldSpec<T> {
 
 export type Schema<T> = { [K in keyof T]-?: FieldSpec<T[K]> };
 
+/**
+ * A Lua float with an integral value (`20/2`) reaches JS as a plain number.
+ * The Lua bridge marks the keys that held one, so that integer fields can
+ * refuse them as mlua does (`invalid type: floating point \`10.0\``).
+ */
+const luaFloatKeys = new WeakMap<object, Set<string>>();
+const INTEGER_FIELD = Symbol('sluice.integer_field');
+
+export function markLuaFloat(obj: object, key: string): void {
+  let keys = luaFloatKeys.get(obj);
+  if (!keys) luaFloatKeys.set(obj, (keys = new Set()));
+  keys.add(key);
+}
+
+export function isLuaFloat(obj: object, key: string): boolean {
+  return luaFloatKeys.get(obj)?.has(key) === true;
+}
+
+/** Mark a parser as one that takes integers only (see markLuaFloat). */
+export function integerField<T>(parse: FieldParser<T>): FieldParser<T> {
+  (parse as { [INTEGER_FIELD]?: boolean })[INTEGER_FIELD] = true;
+  return parse;
+}
+
 /** Validate `input` against `schema`; throws OptionError naming the record and field. */
 export function parseRecord<T>(recordName: string, schema: Schema<T>, input: unknown): Readonly<T> {
   if (input === null || input === undefined) input = {};
@@ -37,7 +61,7 @@ export function parseRecord<T>(recordName: string, schema: Schema<T>, input: unk
   const known = Object.keys(schema);
   const obj = input as Record<string, unknown>;
   for (const k of Object.keys(obj)) {
-    if (!(k in schema)) {
+    if (!Object.hasOwn(schema, k)) {
       const hint = suggest(k, known);
       throw new OptionError(
         `${recordName}: unknown field \`${k}\`, expected one of ${known.map((n) => `\`${n}\``).join(', ')}${hint ? ` (did you mean \`${hint}\`?)` : ''}`,
@@ -49,13 +73,17 @@ export function parseRecord<T>(recordName: string, schema: Schema<T>, input: unk
   const out: Record<string, unknown> = {};
   for (const k of known) {
     const spec = (schema as Record<string, FieldSpec<unknown>>)[k] as FieldSpec<unknown>;
-    const v = obj[k];
+    // Own keys only: `constructor` and `toString` are fields too, not Object.prototype's.
+    const v = Object.hasOwn(obj, k) ? obj[k] : undefined;
     if (v === undefined || v === null) {
       if (spec.default) out[k] = spec.default();
       else if (!spec.optional) throw new OptionError(`${recordName}: missing field \`${k}\``, k, 'missing');
       continue;
     }
     try {
+      if ((spec.parse as { [INTEGER_FIELD]?: boolean })[INTEGER_FIELD] && isLuaFloat(obj, k)) {
+        throw new OptionError(`invalid type: floating point \`${v}.0\`, expected an integer`);
+      }
       out[k] = spec.parse(v, k);
     } catch (err) {
       if (err instanceof OptionError && err.message.startsWith(recordName)) throw err;
@@ -108,12 +136,12 @@ export const boolean: FieldParser<boolean> = (v) => {
 
 /** A non-negative integer; floats are rejected as mlua does (`batch_size = 20/2` fails). */
 export function unsigned(max = Number.MAX_SAFE_INTEGER): FieldParser<number> {
-  return (v) => {
+  return integerField((v) => {
     if (typeof v !== 'number') throw new OptionError(`invalid type: ${describe(v)}, expected an integer`);
     if (!Number.isInteger(v)) throw new OptionError(`invalid type: floating point \`${v}\`, expected an integer`);
     if (v < 0 || v > max) throw new OptionError(`invalid value: integer \`${v}\`, expected an integer between 0 and ${max}`);
     return v;
-  };
+  });
 }
 
 /** A duration in milliseconds. */

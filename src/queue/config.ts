@@ -12,7 +12,8 @@
  * The log_hooks helper overrides retry_interval to 1m and max_retry_interval to 20m.
  */
 import {
-  OptionError, asMap, boolean, duration, oneOf, parseRecord, string, unsigned, type FieldParser, type Schema,
+  OptionError, asMap, boolean, duration, integerField, isLuaFloat, markLuaFloat, oneOf, parseRecord, string, unsigned,
+  type FieldParser, type Schema,
 } from '../config/schema.js';
 import { describe } from '../config/duration.js';
 
@@ -121,7 +122,7 @@ export function parseQueueConfig(input: unknown): Readonly<QueueConfig> {
 /** The delay before retry `attempt` (0-based), ms: retry_interval·2^n capped by max_retry_interval, whole seconds. */
 export function delayForAttempt(cfg: Pick<QueueConfig, 'retry_interval' | 'max_retry_interval'>, attempt: number): number {
   const base = Math.floor(cfg.retry_interval / 1000);
-  let secs = base * 2 ** attempt;
+  let secs = base === 0 ? 0 : base * 2 ** attempt;
   if (!Number.isFinite(secs)) secs = Number.MAX_SAFE_INTEGER;
   if (cfg.max_retry_interval !== undefined) secs = Math.min(secs, Math.floor(cfg.max_retry_interval / 1000));
   return secs * 1000;
@@ -149,14 +150,14 @@ export interface EgressPathConfig {
   suspended: boolean;
 }
 
-const connectionLimit: FieldParser<number> = (v) => {
+const connectionLimit: FieldParser<number> = integerField((v) => {
   if (typeof v === 'number') return unsigned()(v, 'connection_limit');
   if (typeof v === 'string') {
-    const n = Number(v.replace(/^local:/, '').replace(/[,_]/g, ''));
-    if (Number.isInteger(n) && n >= 0) return n;
+    const digits = v.replace(/^local:/, '').replace(/[,_]/g, '');
+    if (/^\d+$/.test(digits)) return Number(digits);
   }
   throw new OptionError(`invalid value ${describe(v)}: expected a number, or a string such as "1,000" or "local:10"`);
-};
+});
 
 /** SMTP-only keys of KumoMTA's EgressPathConfig: accepted, no effect on Lua or maildir delivery. */
 const SMTP_ONLY_KEYS = [
@@ -195,7 +196,10 @@ export function parseEgressPathConfig(input: unknown): Readonly<EgressPathConfig
   const own: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
     if (SMTP_ONLY_KEYS.includes(k)) anyValue(v, k);
-    else own[k] = v;
+    else {
+      own[k] = v;
+      if (isLuaFloat(obj, k)) markLuaFloat(own, k);
+    }
   }
   try {
     return parseRecord('EgressPathConfig', EGRESS_PATH_SCHEMA, own);

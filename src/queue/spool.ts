@@ -50,6 +50,8 @@ export interface Spool {
    * before `now`, oldest due first, and mark them held.
    */
   claimDue(queue: string, now: number, limit: number): Promise<SpoolRecord[]>;
+  /** The earliest due time among the messages of `queue` at rest, or null. */
+  nextDue(queue: string): Promise<number | null>;
   /** Per queue: messages at rest and their earliest due time. */
   counts(): Promise<QueueCount[]>;
   /** At start: every message of the previous run is at rest again (nothing is in memory yet). */

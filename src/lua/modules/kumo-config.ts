@@ -8,11 +8,12 @@ import { lua } from 'fengari';
 import type { LuaVM } from '../vm.js';
 import { ConversionError, pushValue, toValue } from '../convert.js';
 import { UserdataClass, raise, setFunctions, whereAt, type HostFunction } from '../host.js';
-import { key, pushString, type LuaState } from '../lstr.js';
-import { OptionError, asList, parseRecord, string, stringList, unsigned } from '../../config/schema.js';
+import { decodeString, key, pushString, type LuaState } from '../lstr.js';
+import { OptionError, asList, markLuaFloat, parseRecord, string, stringList, unsigned } from '../../config/schema.js';
 import { formatDuration } from '../../config/duration.js';
 import { parseEgressPathConfig, parseQueueConfig, type EgressPathConfig, type QueueConfig } from '../../queue/config.js';
 import { parseDispositionHookParams, parseLocalLogsParams, parseLogHookParams } from '../../logging/hook-config.js';
+import { compilePerRecordTemplates } from '../../logging/template.js';
 
 /** The value behind `kumo.make_queue_config{...}`. */
 export class QueueConfigHandle {
@@ -51,6 +52,41 @@ function serialize(cfg: object): Record<string, unknown> {
   return out;
 }
 
+/**
+ * Walk the Lua table at `idx` beside its converted form `value` and mark the
+ * string keys whose Lua value is an integral float within the 32-bit range
+ * (`batch_size = 20/2`), so that integer fields refuse it as mlua does.
+ * Larger integral floats stand for 64-bit integers in fengari and pass.
+ */
+function markFloats(L: LuaState, idx: number, value: unknown, depth: number): void {
+  if (depth > 16 || value === null || typeof value !== 'object' || Array.isArray(value)) return;
+  if (lua.lua_type(L, idx) !== lua.LUA_TTABLE) return;
+  const t = lua.lua_absindex(L, idx);
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, t) !== 0) {
+    if (lua.lua_type(L, -2) === lua.LUA_TSTRING) {
+      const k = decodeString(lua.lua_tolstring(L, -2));
+      const type = lua.lua_type(L, -1);
+      if (type === lua.LUA_TNUMBER && !lua.lua_isinteger(L, -1)) {
+        const n = lua.lua_tonumber(L, -1);
+        if (Number.isInteger(n) && n >= -2147483648 && n <= 2147483647) markLuaFloat(value, k);
+      } else if (type === lua.LUA_TTABLE) {
+        markFloats(L, -1, (value as Record<string, unknown>)[k], depth + 1);
+      }
+    }
+    lua.lua_pop(L, 1);
+  }
+}
+
+/** Compile every per_record template now, so a bad one fails the configure call, not the first record. */
+function checkTemplates(L: LuaState, fn: string, perRecord: Parameters<typeof compilePerRecordTemplates>[0]): void {
+  try {
+    compilePerRecordTemplates(perRecord);
+  } catch (err) {
+    raise(L, `${fn}: per_record template: ${(err as Error).message}`);
+  }
+}
+
 export function openKumoConfig(vm: LuaVM, L: LuaState): void {
   const makeConfigClass = <T extends { toLuaJson(): unknown }>(name: string) => {
     const cls: UserdataClass<T> = new UserdataClass<T>(L, name, {}, {
@@ -82,6 +118,7 @@ export function openKumoConfig(vm: LuaVM, L: LuaState): void {
     let input: unknown;
     try {
       input = lua.lua_isnoneornil(L2, 1) ? {} : toValue(L2, 1);
+      markFloats(L2, 1, input, 0);
     } catch (err) {
       if (err instanceof ConversionError) raise(L2, `${fn}: ${err.message}`);
       throw err;
@@ -108,6 +145,7 @@ export function openKumoConfig(vm: LuaVM, L: LuaState): void {
     },
     configure_log_hook: (L2) => {
       const params = options(L2, 'configure_log_hook', 'LogHookParams', parseLogHookParams);
+      checkTemplates(L2, 'configure_log_hook', params.per_record);
       if (vm.settings.logHooks.has(params.name)) {
         raise(L2, `configure_log_hook: A logging hook with name \`${params.name}\` has already been registered`);
       }
@@ -124,6 +162,7 @@ export function openKumoConfig(vm: LuaVM, L: LuaState): void {
     },
     configure_local_logs: (L2) => {
       const params = options(L2, 'configure_local_logs', 'LocalLogsParams', parseLocalLogsParams);
+      checkTemplates(L2, 'configure_local_logs', params.per_record);
       vm.settings.localLogs.push({ ...params, where: whereAt(L2, 1) ?? '?' });
       return 0;
     },

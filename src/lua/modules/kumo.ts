@@ -88,8 +88,9 @@ export function openKumoCore(vm: LuaVM, L: LuaState): void {
       return 1;
     },
     traceback: (L2) => {
+      // As mlua's inspect_stack: level 0 is kumo.traceback itself, 1 its Lua caller.
       const level = lua.lua_isnoneornil(L2, 1) ? 0 : checkNumber(L2, 1, 'traceback level');
-      pushTraceback(L2, level + 1);
+      pushTraceback(L2, level);
       return 1;
     },
     validation_failed: () => {
@@ -143,11 +144,15 @@ export function openKumoCore(vm: LuaVM, L: LuaState): void {
       return 1;
     },
     parse_duration: (L2) => {
+      // checkString raises a Lua error of its own: keep it out of the try.
+      const value = lua.lua_type(L2, 1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L2, 1) : checkString(L2, 1, 'duration');
+      let ms: number;
       try {
-        lua.lua_pushnumber(L2, parseDuration(lua.lua_type(L2, 1) === lua.LUA_TNUMBER ? lua.lua_tonumber(L2, 1) : checkString(L2, 1, 'duration')) / 1000);
+        ms = parseDuration(value);
       } catch (err) {
         raise(L2, (err as Error).message);
       }
+      lua.lua_pushnumber(L2, ms / 1000);
       return 1;
     },
   });
@@ -159,6 +164,11 @@ export function openKumoCore(vm: LuaVM, L: LuaState): void {
   void optString;
 }
 
+/** fengari names host functions `J` / `[JS]`; policies (typing.lua) look for C Lua's `C` / `[C]`. */
+function jsAsC(s: string): string {
+  return s === 'J' ? 'C' : s === '[JS]' ? '[C]' : s === '=[JS]' ? '=[C]' : s;
+}
+
 /** Push KumoMTA's traceback frames, starting at stack `level` of L. */
 function pushTraceback(L: LuaState, level: number): void {
   lua.lua_newtable(L);
@@ -166,15 +176,17 @@ function pushTraceback(L: LuaState, level: number): void {
   let i = 1;
   for (let lv = level; lua.lua_getstack(L, lv, ar); lv++) {
     lua.lua_getinfo(L, 'Slnt', ar);
+    // Field values as mlua's Debug reports them: event `Call`, an empty
+    // name_what and negative line numbers (C functions) as nil.
     const frame: Record<string, unknown> = {
-      event: 'call',
+      event: 'Call',
       name: ar.name ? decodeString(ar.name) : null,
-      name_what: ar.namewhat ? decodeString(ar.namewhat) : null,
-      source: ar.source ? decodeString(ar.source) : null,
-      short_src: ar.short_src ? decodeString(ar.short_src) : null,
-      line_defined: ar.linedefined,
-      last_line_defined: ar.lastlinedefined,
-      what: ar.what ? decodeString(ar.what) : null,
+      name_what: ar.namewhat && ar.namewhat.length > 0 ? decodeString(ar.namewhat) : null,
+      source: ar.source ? jsAsC(decodeString(ar.source)) : null,
+      short_src: ar.short_src ? jsAsC(decodeString(ar.short_src)) : null,
+      line_defined: ar.linedefined >= 0 ? ar.linedefined : null,
+      last_line_defined: ar.lastlinedefined >= 0 ? ar.lastlinedefined : null,
+      what: ar.what ? jsAsC(decodeString(ar.what)) : null,
       curr_line: ar.currentline,
       is_tail_call: !!ar.istailcall,
     };

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * Summarise a V8 .cpuprofile (from `node --cpu-prof`) by self time.
+ *
+ *   node bench/profile-summary.js FILE.cpuprofile [--top N] [--by function|file|package]
+ *
+ * Self time of a profile node is the sum of the sample intervals
+ * (timeDeltas) whose sample landed in it. Nodes are grouped by function
+ * (name + file + line), by file, or by package (node_modules/<pkg>, dist/,
+ * node: internals, or the (program)/(garbage collector)/(idle) pseudo-nodes).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values: args, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { top: { type: 'string', default: '25' }, by: { type: 'string', default: 'function' } },
+});
+if (positionals.length !== 1) {
+  process.stderr.write('usage: node bench/profile-summary.js FILE.cpuprofile [--top N] [--by function|file|package]\n');
+  process.exit(2);
+}
+const profile = JSON.parse(fs.readFileSync(positionals[0], 'utf8'));
+const top = Number(args.top);
+
+const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+const selfUs = new Map();
+const { samples, timeDeltas } = profile;
+for (let i = 0; i < samples.length; i++) {
+  // timeDeltas[i] is the time since the previous sample; charge the interval
+  // that ends at sample i+1 to sample i, as Chrome DevTools does.
+  const dt = timeDeltas[i + 1] ?? 0;
+  selfUs.set(samples[i], (selfUs.get(samples[i]) ?? 0) + Math.max(0, dt));
+}
+
+function shortUrl(url) {
+  if (!url) return '';
+  const u = url.replace(/^file:\/\//, '');
+  const nm = u.lastIndexOf('node_modules/');
+  if (nm >= 0) return u.slice(nm + 'node_modules/'.length);
+  const dist = u.indexOf('/dist/');
+  if (dist >= 0) return u.slice(dist + 1);
+  return u.startsWith('/') ? path.relative(process.cwd(), u) : u;
+}
+
+function packageOf(cf) {
+  const u = (cf.url ?? '').replace(/^file:\/\//, '');
+  if (!u) return cf.functionName.startsWith('(') ? cf.functionName : '(native/builtin)';
+  const nm = u.lastIndexOf('node_modules/');
+  if (nm >= 0) {
+    const rest = u.slice(nm + 'node_modules/'.length).split('/');
+    return rest[0].startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0];
+  }
+  if (u.startsWith('node:')) return 'node: internals';
+  if (u.includes('/dist/')) return 'sluice dist/';
+  if (u.includes('/bench/')) return 'bench/';
+  return shortUrl(u);
+}
+
+const groups = new Map();
+let totalUs = 0;
+for (const [id, us] of selfUs) {
+  const cf = nodes.get(id).callFrame;
+  let k;
+  if (args.by === 'package') k = packageOf(cf);
+  else if (args.by === 'file') k = shortUrl(cf.url) || cf.functionName || '(anonymous)';
+  else k = `${cf.functionName || '(anonymous)'}  ${shortUrl(cf.url)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
+  groups.set(k, (groups.get(k) ?? 0) + us);
+  totalUs += us;
+}
+
+const rows = [...groups].sort((a, b) => b[1] - a[1]).slice(0, top);
+const idleUs = [...groups].filter(([k]) => k.startsWith('(idle)')).reduce((a, [, v]) => a + v, 0);
+console.log(`${positionals[0]}: ${(totalUs / 1000).toFixed(0)} ms sampled, ${((totalUs - idleUs) / 1000).toFixed(0)} ms not idle; top ${rows.length} by self time (${args.by})`);
+console.log(`${'self ms'.padStart(9)} ${'%all'.padStart(6)} ${'%busy'.padStart(6)}  name`);
+for (const [k, us] of rows) {
+  const busy = k.startsWith('(idle)') ? '' : `${((us / Math.max(1, totalUs - idleUs)) * 100).toFixed(1)}`;
+  console.log(`${(us / 1000).toFixed(1).padStart(9)} ${((us / totalUs) * 100).toFixed(1).padStart(6)} ${busy.padStart(6)}  ${k}`);
+}
