@@ -5,11 +5,23 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { checkCommand } from './check.js';
+import { serveCommand } from './serve.js';
+import { injectCommand } from './inject.js';
+import { recordsCommand } from './records.js';
+import { bounceCommand, queuesCommand, reloadCommand, resumeCommand, suspendCommand } from './admin.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('sluice')
   .usage('$0 <command> [options]\n\nA Lua-scriptable event-delivery engine that runs KumoMTA webhook policies.')
+  .command(serveCommand)
   .command(checkCommand)
+  .command(injectCommand)
+  .command(recordsCommand)
+  .command(queuesCommand)
+  .command(bounceCommand)
+  .command(suspendCommand)
+  .command(resumeCommand)
+  .command(reloadCommand)
   .demandCommand(1, 'Name a command; `sluice --help` lists them.')
   .strict()
   .recommendCommands()

@@ -213,6 +213,12 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
 
   readonly #suspensions: Array<{ queueNames?: string[]; domain?: string; tenant?: string; campaign?: string; s: Suspension }> = [];
 
+  /** Active suspensions. */
+  suspensions(): Suspension[] {
+    const now = this.#o.clock.now();
+    return this.#suspensions.filter((x) => x.s.until > now).map((x) => x.s);
+  }
+
   resume(id: string): boolean {
     let found = false;
     for (const sq of this.#scheduled.values()) {
@@ -239,6 +245,26 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
       suspended: sq.suspension && sq.suspension.until > this.#o.clock.now() ? sq.suspension.reason : null,
       ready_queue: sq.readyQueue.name,
     }));
+  }
+
+  /**
+   * The policy changed: resolve every queue's config and egress path again
+   * with the new version. A queue whose protocol changed moves to a new
+   * ready queue; messages already in the old one finish there.
+   */
+  async refreshConfigs(): Promise<void> {
+    const fresh = new Map<string, ReadyQueue>();
+    for (const sq of this.#scheduled.values()) {
+      try {
+        const config = await this.#resolveQueueConfig(sq.name, sq.parts);
+        sq.config = config;
+        const rq = await this.#readyQueueFor(config, sq.parts, fresh);
+        sq.readyQueue = rq;
+        sq.pump();
+      } catch (err) {
+        this.error(err, `refreshing the config of queue ${sq.name}; it keeps its previous config`);
+      }
+    }
   }
 
   readyQueues(): ReadyQueue[] {
@@ -323,24 +349,31 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     throw new Error(`get_queue_config for queue '${name}' must return kumo.make_queue_config{...}, got ${typeof v}`);
   }
 
-  async #readyQueueFor(config: Readonly<QueueConfig>, parts: ReturnType<typeof parseQueueName>): Promise<ReadyQueue> {
+  async #readyQueueFor(config: Readonly<QueueConfig>, parts: ReturnType<typeof parseQueueName>, refreshed?: Map<string, ReadyQueue>): Promise<ReadyQueue> {
     const protocol = config.protocol;
     const site = parts.routingDomain ?? parts.domain;
     let name: string;
     if (protocol.kind === 'custom_lua') name = `unspecified->${site}@lua:${protocol.constructor}`;
     else if (protocol.kind === 'maildir') name = `unspecified->maildir:${protocol.maildir_path}`;
     else throw new Error(`queue for domain '${parts.domain}' uses the SMTP protocol, which sluice does not deliver; return a custom_lua or maildir_path protocol from get_queue_config`);
-    const existing = this.#ready.get(name);
+    const existing = refreshed ? refreshed.get(name) : this.#ready.get(name);
     if (existing) return existing;
     const path = await this.#resolvePathConfig(site, name);
+    const current = this.#ready.get(name);
+    if (refreshed && current && sameProtocol(current, protocol)) {
+      current.pathConfig = path;
+      refreshed.set(name, current);
+      return current;
+    }
     let connector: Connector;
     if (protocol.kind === 'custom_lua') {
       connector = new LuaConnector(protocol, { domain: parts.domain, tenant: parts.tenant, campaign: parts.campaign }, this.#o.policy, this.#o.logger);
     } else connector = new MaildirConnector(protocol);
-    const again = this.#ready.get(name);
+    const again = refreshed ? refreshed.get(name) : this.#ready.get(name);
     if (again) return again;
     const rq = new ReadyQueue(name, site, connector, path, this.#o.clock, this);
     this.#ready.set(name, rq);
+    refreshed?.set(name, rq);
     return rq;
   }
 
@@ -352,6 +385,13 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     if (v instanceof EgressPathHandle) return v.config;
     throw new Error(`get_egress_path_config for '${readyName}' must return kumo.make_egress_path{...}`);
   }
+}
+
+function sameProtocol(rq: ReadyQueue, p: QueueConfig['protocol']): boolean {
+  const c = rq.connector;
+  if (p.kind === 'custom_lua') return c instanceof LuaConnector && JSON.stringify(c.protocol) === JSON.stringify(p);
+  if (p.kind === 'maildir') return c instanceof MaildirConnector && JSON.stringify(c.protocol) === JSON.stringify(p);
+  return false;
 }
 
 function matches(m: { queueNames?: string[]; domain?: string; tenant?: string; campaign?: string }, sq: ScheduledQueue): boolean {
