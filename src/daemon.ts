@@ -26,6 +26,12 @@ import { buildRegistry, metricsRoutes, type DaemonCounters } from './http/api/me
 import { createLogger, type Logger } from './logging/logger.js';
 import { SluiceError } from './errors.js';
 import type { PolicySettings } from './lua/policy-settings.js';
+import { EventLogStore } from './egress/log-store.js';
+import { EgressWebhooks } from './egress/webhooks.js';
+import { logRoutes } from './http/api/logs-v1.js';
+import { egressWebhookRoutes } from './http/api/egress-webhooks-v1.js';
+import { buildRecord } from './logging/record.js';
+import type { LuaServices } from './lua/modules/sluice.js';
 
 export interface DaemonOptions {
   policyPath: string;
@@ -40,14 +46,18 @@ export interface DaemonOptions {
   /** Watch the policy folder for changes. @defaultValue true */
   watch?: boolean;
   logger?: Logger;
-  /** Extra routes (egress webhooks and logs add theirs). */
-  routes?: (engine: () => Engine) => Route[];
+  /** Append every log record sluice makes (JSON, key = message id) to this event log. */
+  recordsLog?: string;
+  /** An egress webhook failing for longer than this goes inactive, ms. @defaultValue 3 days */
+  webhookMaxFailureAgeMs?: number;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8000';
 
 export class Daemon {
   readonly engine: Engine;
+  readonly eventLogs: EventLogStore;
+  readonly webhooks: EgressWebhooks;
   readonly server: ApiServer;
   readonly address: { host: string; port: number };
   /** Shared with the metrics registry. */
@@ -58,8 +68,10 @@ export class Daemon {
   #reloading: Promise<{ ok: boolean; error?: string; epoch: number }> = Promise.resolve({ ok: true, epoch: 1 });
   #closing: Promise<void> | null = null;
 
-  private constructor(engine: Engine, server: ApiServer, address: { host: string; port: number }, counters: DaemonCounters, opts: DaemonOptions, logger: Logger) {
+  private constructor(engine: Engine, stores: { eventLogs: EventLogStore; webhooks: EgressWebhooks }, server: ApiServer, address: { host: string; port: number }, counters: DaemonCounters, opts: DaemonOptions, logger: Logger) {
     this.engine = engine;
+    this.eventLogs = stores.eventLogs;
+    this.webhooks = stores.webhooks;
     this.counters = counters;
     this.server = server;
     this.address = address;
@@ -69,8 +81,19 @@ export class Daemon {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const logger = opts.logger ?? createLogger();
-    const engine = await Engine.start({ policyPath: opts.policyPath, dataDir: opts.dataDir, logger, instructionLimit: opts.instructionLimit });
+    let eventLogs: EventLogStore | null = null;
+    const services: LuaServices = {
+      publishEvent: (logId, key, value) => (eventLogs ? eventLogs.publish(logId, [{ key, value }]) : Promise.reject(new Error('event logs are not open yet'))),
+    };
+    const engine = await Engine.start({ policyPath: opts.policyPath, dataDir: opts.dataDir, logger, instructionLimit: opts.instructionLimit, services });
+    let webhooks: EgressWebhooks | null = null;
     try {
+      eventLogs = new EventLogStore(opts.dataDir);
+      eventLogs.startRetention();
+      webhooks = new EgressWebhooks(eventLogs, { logger, maxFailureAgeMs: opts.webhookMaxFailureAgeMs });
+      const logsRef = eventLogs;
+      const hooksRef = webhooks;
+      if (opts.recordsLog !== undefined) bridgeRecords(engine, logsRef, opts.recordsLog, logger);
       const settings = engine.policy.settings;
       const listener = settings.httpListeners[0];
       const listen = opts.listen ?? listener?.listen ?? DEFAULT_LISTEN;
@@ -83,7 +106,8 @@ export class Daemon {
         ...logRecordRoutes(engineRef),
         ...adminRoutes(engineRef, { reload: () => (daemon ? daemon.reload('bump-config-epoch') : Promise.resolve({ ok: false, error: 'starting', epoch: 1 })) }),
         ...metricsRoutes(buildRegistry(engineRef, counters)),
-        ...(opts.routes?.(engineRef) ?? []),
+        ...logRoutes(() => logsRef),
+        ...egressWebhookRoutes(() => hooksRef),
       ];
       const server = new ApiServer({
         routes,
@@ -95,7 +119,8 @@ export class Daemon {
       const address = await server.listen(host, port).catch((err: NodeJS.ErrnoException) => {
         throw new SluiceError('SLUICE_ERR_INVALID_ARGUMENT', `cannot listen on ${listen}: ${err.code ?? err.message}${err.code === 'EADDRINUSE' ? ' (another process uses that port; pick another with --listen)' : ''}`);
       });
-      daemon = new Daemon(engine, server, address, counters, opts, logger);
+      daemon = new Daemon(engine, { eventLogs, webhooks }, server, address, counters, opts, logger);
+      webhooks.start();
       const shown = address.host.includes(':') ? `[${address.host}]` : address.host;
       logger.info({ listen: `${address.host}:${address.port}` }, `listening on http://${shown}:${address.port}`);
       engine.policy.onBumpEpoch = () => void daemon?.reload('kumo.bump_config_epoch');
@@ -106,6 +131,8 @@ export class Daemon {
       logger.info({ policy: opts.policyPath, data_dir: opts.dataDir }, 'initialization complete');
       return daemon;
     } catch (err) {
+      await webhooks?.close().catch(() => undefined);
+      eventLogs?.close();
       await engine.close().catch(() => undefined);
       throw err;
     }
@@ -122,7 +149,7 @@ export class Daemon {
     const old = this.engine.policy;
     let vm: LuaVM;
     try {
-      vm = await LuaVM.load({ policyPath: this.#o.policyPath, logger: this.#logger, instructionLimit: this.#o.instructionLimit });
+      vm = await LuaVM.load({ policyPath: this.#o.policyPath, logger: this.#logger, instructionLimit: this.#o.instructionLimit, services: old.services });
       await vm.startup();
     } catch (err) {
       this.counters.reloadsFailed++;
@@ -148,7 +175,9 @@ export class Daemon {
       const timeout = this.#o.shutdownTimeoutMs ?? 30_000;
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeout)));
+      await this.webhooks.close();
       const result = await Promise.race([this.engine.close().then(() => 'done' as const), timedOut]);
+      this.eventLogs.close();
       clearTimeout(timer);
       if (result === 'timeout') this.#logger.warn({ timeout_ms: timeout }, 'deliveries still in flight at the shutdown timeout; they will be retried after restart');
       await this.server.close();
@@ -156,6 +185,17 @@ export class Daemon {
     })();
     return this.#closing;
   }
+}
+
+/** Append every record sluice makes to an event log (key: the message id; value: the record JSON). */
+function bridgeRecords(engine: Engine, logs: EventLogStore, logId: string, logger: Logger): void {
+  if (!logs.has(logId)) throw new SluiceError('SLUICE_ERR_INVALID_ARGUMENT', `--records-log ${logId}: no such event log (create it with \`sluice logs create\` first)`);
+  engine.onRecord((msg, event) => {
+    if (msg.meta.reception_protocol === 'LogRecord') return;
+    const record = buildRecord(msg, event, { meta: ['*'], headers: [] });
+    logs.publish(logId, [{ key: Buffer.from(record.id), value: Buffer.from(JSON.stringify(record)) }]).catch((err: unknown) =>
+      logger.error({ err: (err as Error).message, log_id: logId }, 'appending a record to the records log failed'));
+  });
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -18,6 +18,8 @@ import { Message } from './queue/message.js';
 import type { Spool } from './queue/spool.js';
 import { SqliteSpool } from './queue/sqlite-spool.js';
 import { SluiceError } from './errors.js';
+import type { LuaServices } from './lua/modules/sluice.js';
+import type { RecordEvent } from './logging/record.js';
 
 export interface EngineOptions {
   policyPath: string;
@@ -28,6 +30,8 @@ export interface EngineOptions {
   rand?: () => number;
   /** Use this spool instead of opening the SQLite one in dataDir. */
   spool?: Spool;
+  /** Host services for the policy's `require 'sluice'`. */
+  services?: LuaServices;
 }
 
 export class Engine {
@@ -38,6 +42,7 @@ export class Engine {
   readonly clock: Clock;
   readonly logger: Logger;
   #closing: Promise<void> | null = null;
+  readonly #recordListeners: Array<(msg: Message, event: RecordEvent) => void> = [];
 
   private constructor(vm: LuaVM, spool: Spool, opts: EngineOptions, logger: Logger) {
     this.#vm = vm;
@@ -51,7 +56,7 @@ export class Engine {
       logger,
       policy,
       rand: opts.rand,
-      log: (msg, event) => this.hub.log(msg, { ...event, when: event.when ?? this.clock.now() }),
+      log: (msg, event) => this.#record(msg, { ...event, when: event.when ?? this.clock.now() }),
     });
     this.hub = new LogHub({
       settings: vm.settings,
@@ -64,11 +69,18 @@ export class Engine {
 
   static async start(opts: EngineOptions): Promise<Engine> {
     const logger = opts.logger ?? createLogger();
-    const vm = await LuaVM.load({ policyPath: opts.policyPath, logger, instructionLimit: opts.instructionLimit });
+    const vm = await LuaVM.load({ policyPath: opts.policyPath, logger, instructionLimit: opts.instructionLimit, services: opts.services });
     await vm.startup();
     const spool = opts.spool ?? SqliteSpool.open(opts.dataDir);
     const engine = new Engine(vm, spool, opts, logger);
-    const restored = await engine.manager.restore();
+    let restored: number;
+    try {
+      restored = await engine.manager.restore();
+    } catch (err) {
+      // Do not leave the spool open (and the data directory locked) behind a failed start.
+      await engine.close().catch(() => undefined);
+      throw err;
+    }
     if (restored > 0) logger.info({ messages: restored }, 'restored queued messages from the spool');
     return engine;
   }
@@ -88,8 +100,24 @@ export class Engine {
     this.#assertRunning();
     const msg = new Message({ ...init, meta: { reception_protocol: receptionProtocol, ...init.meta }, created: this.clock.now() });
     await this.manager.insert(msg);
-    this.hub.log(msg, { type: 'Reception', response: response(250, ''), when: this.clock.now() });
+    this.#record(msg, { type: 'Reception', response: response(250, ''), when: this.clock.now() });
     return msg;
+  }
+
+  /** Call `fn` for every record sluice makes (after the loggers had it). */
+  onRecord(fn: (msg: Message, event: RecordEvent) => void): void {
+    this.#recordListeners.push(fn);
+  }
+
+  #record(msg: Message, event: RecordEvent): void {
+    this.hub.log(msg, event);
+    for (const fn of this.#recordListeners) {
+      try {
+        fn(msg, event);
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message }, 'record listener failed');
+      }
+    }
   }
 
   /** Offer log records made elsewhere to the log hooks; resolves with how many hook messages were queued. */

@@ -8,6 +8,8 @@ import { checkCommand } from './check.js';
 import { serveCommand } from './serve.js';
 import { injectCommand } from './inject.js';
 import { recordsCommand } from './records.js';
+import { consumeCommand, logsCommand, publishCommand } from './logs.js';
+import { egressWebhooksCommand } from './egress-webhooks.js';
 import { bounceCommand, queuesCommand, reloadCommand, resumeCommand, suspendCommand } from './admin.js';
 
 await yargs(hideBin(process.argv))
@@ -22,6 +24,11 @@ await yargs(hideBin(process.argv))
   .command(suspendCommand)
   .command(resumeCommand)
   .command(reloadCommand)
+  .command(logsCommand)
+  .command(publishCommand)
+  .command(consumeCommand)
+  .command(egressWebhooksCommand)
+  .command((await import('./receive.js')).receiveCommand)
   .demandCommand(1, 'Name a command; `sluice --help` lists them.')
   .strict()
   .recommendCommands()

@@ -9,6 +9,7 @@ import { Daemon, DEFAULT_LISTEN, parseListen } from '../daemon.js';
 import { describeError } from '../lua/check.js';
 import { createLogger } from '../logging/logger.js';
 import { DEFAULT_INSTRUCTION_LIMIT } from '../lua/vm.js';
+import { parseDuration } from '../config/duration.js';
 
 interface ServeArgs {
   policy: string;
@@ -18,6 +19,8 @@ interface ServeArgs {
   'admin-token'?: string;
   'shutdown-timeout': number;
   watch: boolean;
+  'records-log'?: string;
+  'webhook-max-failure-age': string;
 }
 
 export const serveCommand: CommandModule<object, ServeArgs> = {
@@ -32,10 +35,17 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('admin-token', { type: 'string', describe: 'bearer token required by admin routes [env: SLUICE_ADMIN_TOKEN]' })
       .option('shutdown-timeout', { type: 'number', default: 30, describe: 'seconds to wait for in-flight deliveries at shutdown' })
       .option('watch', { type: 'boolean', default: true, describe: 'reload the policy when its files change (--no-watch to turn off)' })
+      .option('records-log', { type: 'string', describe: 'append every log record sluice makes to this event log (log_...)' })
+      .option('webhook-max-failure-age', { type: 'string', default: '3 days', describe: 'an egress webhook failing this long goes inactive' })
       .check((a) => {
         if (a.listen !== undefined) parseListen(a.listen);
         if (!Number.isInteger(a['lua-instruction-limit']) || a['lua-instruction-limit'] < 0) throw new Error('--lua-instruction-limit must be a non-negative integer');
         if (!(a['shutdown-timeout'] >= 0)) throw new Error('--shutdown-timeout must be a number of seconds, 0 or more');
+        try {
+          parseDuration(a['webhook-max-failure-age']);
+        } catch (err) {
+          throw new Error(`--webhook-max-failure-age: ${(err as Error).message}`);
+        }
         return true;
       }) as never,
   handler: async (a) => {
@@ -50,6 +60,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         adminToken: a['admin-token'] ?? process.env.SLUICE_ADMIN_TOKEN,
         shutdownTimeoutMs: a['shutdown-timeout'] * 1000,
         watch: a.watch,
+        recordsLog: a['records-log'],
+        webhookMaxFailureAgeMs: parseDuration(a['webhook-max-failure-age']),
         logger,
       });
     } catch (err) {

@@ -20,6 +20,7 @@ import { decodeString, key, pushString, type LuaState } from './lstr.js';
 import { openModules } from './modules/index.js';
 import { readReject } from './modules/kumo-reject.js';
 import { PolicySettings } from './policy-settings.js';
+import type { LuaServices } from './modules/sluice.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 
 /** sluice's shipped Lua: `policy/` at the package root. */
@@ -36,6 +37,8 @@ export interface LuaVMOptions {
   logger?: Logger;
   /** Where `configure_*` calls are recorded. @defaultValue a new PolicySettings */
   settings?: PolicySettings;
+  /** Host services for `require 'sluice'` (event logs). */
+  services?: LuaServices;
 }
 
 /** A Lua value kept alive in the registry: connection objects, handler functions. */
@@ -67,6 +70,7 @@ export class LuaVM {
   readonly policyPath: string;
   readonly policyDir: string;
   readonly logger: Logger;
+  readonly services: LuaServices;
   instructionLimit: number;
   /** Set by `kumo.validation_failed()`. */
   validationFailed = false;
@@ -80,6 +84,7 @@ export class LuaVM {
     this.instructionLimit = opts.instructionLimit ?? DEFAULT_INSTRUCTION_LIMIT;
     this.logger = opts.logger ?? createLogger();
     this.settings = opts.settings ?? new PolicySettings();
+    this.services = opts.services ?? {};
     installNumberFormatting();
     this.L = lauxlib.luaL_newstate();
     lualib.luaL_openlibs(this.L);

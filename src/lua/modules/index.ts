@@ -12,6 +12,7 @@ import { openKumoHttp } from './kumo-http.js';
 import { openKumoSerde } from './kumo-serde.js';
 import { openKumoCodec } from './kumo-codec.js';
 import { openMessage } from './message.js';
+import { openSluice } from './sluice.js';
 
 export function openModules(vm: LuaVM): void {
   const L = vm.L;
@@ -28,4 +29,5 @@ export function openModules(vm: LuaVM): void {
   lua.lua_setfield(L, -2, key('kumo'));
   lua.lua_pop(L, 2);
   lua.lua_setglobal(L, key('kumo'));
+  openSluice(vm, L);
 }
