@@ -10,6 +10,7 @@ import { injectCommand } from './inject.js';
 import { recordsCommand } from './records.js';
 import { consumeCommand, logsCommand, publishCommand } from './logs.js';
 import { egressWebhooksCommand } from './egress-webhooks.js';
+import { receiveCommand } from './receive.js';
 import { bounceCommand, queuesCommand, reloadCommand, resumeCommand, suspendCommand } from './admin.js';
 
 await yargs(hideBin(process.argv))
@@ -28,7 +29,7 @@ await yargs(hideBin(process.argv))
   .command(publishCommand)
   .command(consumeCommand)
   .command(egressWebhooksCommand)
-  .command((await import('./receive.js')).receiveCommand)
+  .command(receiveCommand)
   .demandCommand(1, 'Name a command; `sluice --help` lists them.')
   .strict()
   .recommendCommands()
