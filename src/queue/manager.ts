@@ -85,7 +85,12 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     if (direct && sq.admitHeld(msg)) return;
     if (direct) await this.#o.spool.reschedule(msg.id, sq.name, due, msg.numAttempts, false);
     sq.noteAtRest(due);
-    if (direct) this.#log(msg, { type: 'Delayed', response: response(400, `Context: Received, ReadyQueueWasFull. Next due at ${new Date(due).toISOString()}`), queue: sq.name });
+    // Due now but no room in the ready queue: it waits in the spool and is
+    // pumped in as soon as room appears (KumoMTA would delay it 0-60 s).
+    if (direct || sq.isFullFor(msg)) {
+      if (!direct) sq.readyQueue.fullCount++;
+      this.#log(msg, { type: 'Delayed', response: response(400, `Context: Received, ReadyQueueWasFull. Next due when ${sq.readyQueue.name} has room`), queue: sq.name });
+    }
   }
 
   /** At start: every stored message is scheduled again with its attempts and due time. */

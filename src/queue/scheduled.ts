@@ -65,6 +65,11 @@ export class ScheduledQueue {
     return (msg.due === undefined || msg.due <= this.clock.now()) && this.#activeSuspension() === null && this.readyQueue.room() > 0;
   }
 
+  /** Whether `msg` is due and would go to the ready queue but for its being full. */
+  isFullFor(msg: Message): boolean {
+    return (msg.due === undefined || msg.due <= this.clock.now()) && this.#activeSuspension() === null && this.readyQueue.room() === 0;
+  }
+
   /** A message was stored held (see canTakeDirectly): hand it to the ready queue. */
   admitHeld(msg: Message): boolean {
     this.held++;
