@@ -140,7 +140,9 @@ describe('SqliteSpool', () => {
     await Promise.all(ids.map((id, i) => spool.insert(rec(id, { due: T0 + (i % 7) }), false)));
     const claimed: string[] = [];
     // Claims issued in the same turn, each before the previous one's promise settled.
-    for (;;) {
+    // (Bounded: a claim that does not mark its rows held would loop forever on
+    // resolved promises, where vitest's timeout cannot fire.)
+    for (let round = 0; round < 100; round++) {
       const batch = await Promise.all([claimIds(spool, 'q', T0 + 10, 7), claimIds(spool, 'q', T0 + 10, 11)]);
       if (batch.flat().length === 0) break;
       claimed.push(...batch.flat());
@@ -435,7 +437,7 @@ describe('SqliteSpool across processes', () => {
     expect(await spool.releaseAll()).toBeGreaterThanOrEqual(acked.length);
     const stored = new Set<string>();
     let badData = 0;
-    for (;;) {
+    for (let round = 0; round < 1000; round++) {
       const got = await spool.claimDue('q', Number.MAX_SAFE_INTEGER, 10_000);
       if (got.length === 0) break;
       for (const r of got) {
