@@ -37,6 +37,8 @@ export class Session {
     const connector = rq.connector;
     let batch = rq.pop(connector.batchSize);
     if (batch.length === 0) return;
+    // The first batch waits for min_batch_size / max_batch_latency too, before the constructor runs.
+    if (batch.length < connector.minBatchSize) batch = await this.#nextBatch(batch);
     let conn: DeliveryConnection;
     try {
       conn = await connector.open();
@@ -62,11 +64,10 @@ export class Session {
   }
 
   /** Wait for the next batch under min_batch_size / max_batch_latency / idle_timeout. */
-  async #nextBatch(): Promise<Message[]> {
+  async #nextBatch(batch: Message[] = []): Promise<Message[]> {
     const rq = this.rq;
     const { batchSize, minBatchSize, maxBatchLatency } = rq.connector;
-    const batch: Message[] = [];
-    let batchStart: number | null = null;
+    let batchStart: number | null = batch.length > 0 ? rq.clock.now() : null;
     for (;;) {
       if (rq.stopping && batch.length === 0) return batch;
       batch.push(...rq.pop(batchSize - batch.length));

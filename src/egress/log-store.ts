@@ -60,6 +60,8 @@ export class LogError extends Error {
 interface LogState {
   log: EventLog;
   nextOffset: number;
+  /** The next offset after the last durable message: readers never look past it (offsets being committed are not readable yet). */
+  durable: number;
   /** Recently published messages by offset, shared by every reader (fan-out). */
   recent: Map<number, LogMessage>;
 }
@@ -118,7 +120,7 @@ export class EventLogStore {
       all: db.prepare<[], { log_id: string; settings: string; next_offset: number }>('SELECT log_id, settings, next_offset FROM event_logs ORDER BY created, log_id'),
     };
     for (const row of this.#stmts.all.all()) {
-      this.#logs.set(row.log_id, { log: { log_id: row.log_id, ...(JSON.parse(row.settings) as LogSettings) }, nextOffset: row.next_offset, recent: new Map() });
+      this.#logs.set(row.log_id, { log: { log_id: row.log_id, ...(JSON.parse(row.settings) as LogSettings) }, nextOffset: row.next_offset, durable: row.next_offset, recent: new Map() });
     }
   }
 
@@ -131,7 +133,7 @@ export class EventLogStore {
   async create(settings: LogSettings): Promise<EventLog> {
     const log: EventLog = { log_id: prefixedId('log'), ...settings };
     await this.#commit.run(() => this.#stmts.insertLog.run(log.log_id, JSON.stringify(settings), Date.now()));
-    this.#logs.set(log.log_id, { log, nextOffset: 0, recent: new Map() });
+    this.#logs.set(log.log_id, { log, nextOffset: 0, durable: 0, recent: new Map() });
     return log;
   }
 
@@ -200,6 +202,7 @@ export class EventLogStore {
       if (s.nextOffset === next) s.nextOffset = first;
       throw err;
     }
+    s.durable = Math.max(s.durable, next);
     for (const r of rows) s.recent.set(r.offset, r);
     if (s.recent.size > RECENT_PER_LOG) {
       for (const k of s.recent.keys()) {
@@ -218,19 +221,20 @@ export class EventLogStore {
   read(logId: string, offset: number, len: number): { nextOffset: number; messages: LogMessage[] } {
     const s = this.#state(logId);
     let from = offset;
-    if (from === -2) from = this.#stmts.first.get(logId)?.offset ?? s.nextOffset;
-    else if (from === -1) from = s.nextOffset;
+    const end = s.durable;
+    if (from === -2) from = this.#stmts.first.get(logId)?.offset ?? end;
+    else if (from === -1) from = end;
     else if (from < 0) throw new LogError(400, 'message-offset-invalid', `offset ${offset} is not valid: use an offset ≥ 0, -2 (oldest) or -1 (newest)`);
-    if (from >= s.nextOffset || len <= 0) return { nextOffset: Math.max(from, 0), messages: [] };
+    if (from >= end || len <= 0) return { nextOffset: Math.max(from, 0), messages: [] };
     const cached: LogMessage[] = [];
-    for (let o = from; o < s.nextOffset && cached.length < len; o++) {
+    for (let o = from; o < end && cached.length < len; o++) {
       const m = s.recent.get(o);
       if (!m) break;
       cached.push(m);
     }
-    const messages = cached.length === len || from + cached.length === s.nextOffset ? cached : this.#stmts.read.all(logId, from, len);
+    const messages = cached.length === len || from + cached.length === end ? cached : this.#stmts.read.all(logId, from, len);
     const last = messages[messages.length - 1];
-    return { nextOffset: last ? last.offset + 1 : s.nextOffset, messages };
+    return { nextOffset: last ? last.offset + 1 : end, messages };
   }
 
   /** The message at `offset`, or the last one when offset is undefined. */

@@ -110,7 +110,8 @@ export class EgressWebhooks {
 
   async create(input: { log_id: string; destination: string; payload: Payload; metadata: string }): Promise<EgressWebhook & { secret: string }> {
     if (!this.logs.has(input.log_id)) throw new LogError(400, 'egress-webhook-log-id-field-invalid', `log ${input.log_id} not found`);
-    const hook: EgressWebhook = { webhook_id: prefixedId('ewh'), ...input };
+    // klev's field order (the seed's output): webhook_id, metadata, log_id, destination, payload
+    const hook: EgressWebhook = { webhook_id: prefixedId('ewh'), metadata: input.metadata, log_id: input.log_id, destination: input.destination, payload: input.payload };
     const row: Row = {
       hook, secret: newSecret(), old_secret: null, old_secret_expires: 0, active: true, inactive_reason: null,
       next_deliver_offset: this.logs.nextOffset(input.log_id), deliver_offset: null, deliver_time: null, deliver_resp: null,

@@ -13,6 +13,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../logging/logger.js';
+import { SluiceError } from '../errors.js';
 
 export class HttpError extends Error {
   constructor(
@@ -143,9 +144,12 @@ export class ApiServer {
         res.end(out.json === undefined ? '' : JSON.stringify(out.json));
       }
     } catch (err) {
-      const e = err instanceof HttpError ? err : new HttpError(500, 'internal-error', err instanceof Error ? err.message : String(err));
+      // Work refused because shutdown began after the request was let in is a 503, as for requests that arrive later.
+      const e = err instanceof HttpError ? err
+        : err instanceof SluiceError && err.code === 'SLUICE_ERR_SHUTTING_DOWN' ? new HttpError(503, 'shutting-down', err.message)
+        : new HttpError(500, 'internal-error', err instanceof Error ? err.message : String(err));
       status = e.status;
-      if (e.status >= 500) this.#o.logger.error({ err: e.message, url: req.url }, 'HTTP request failed');
+      if (e.status >= 500 && e.status !== 503) this.#o.logger.error({ err: e.message, url: req.url }, 'HTTP request failed');
       if (!res.headersSent) {
         res.writeHead(e.status, { 'content-type': 'application/json', ...(e.status === 413 ? { connection: 'close' } : {}) });
         res.end(JSON.stringify({ code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}) }));

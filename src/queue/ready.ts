@@ -152,7 +152,9 @@ export class ReadyQueue {
         this.#sessions.delete(session);
         this.#maintainSessions();
       });
-      session.start();
+      // Start on a microtask, as KumoMTA's maintainer spawns dispatchers: a burst
+      // inserted in one go (a pump, a restore) is all ready before the first pop.
+      queueMicrotask(() => session.start());
     }
   }
 }

@@ -9,8 +9,20 @@ import { Writable } from 'node:stream';
 import { LuaVM, type LuaVMOptions } from '../../src/lua/vm.js';
 import { createLogger } from '../../src/logging/logger.js';
 
+const made: string[] = [];
+let cleanupRegistered = false;
+
+/** A new temporary folder, removed when the test process exits. */
 export function tempDir(prefix = 'sluice-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  if (!cleanupRegistered) {
+    cleanupRegistered = true;
+    process.once('exit', () => {
+      for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+    });
+  }
+  return dir;
 }
 
 /** Write `files` (name → content) into a new folder; returns the path of `init.lua` there. */
