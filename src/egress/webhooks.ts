@@ -133,6 +133,8 @@ export class EgressWebhooks {
 
   async update(id: string, changes: { metadata?: string; destination?: string; active?: boolean }): Promise<EgressWebhook> {
     const row = this.#row(id);
+    // Only a new destination or a change of state interrupts the delivery loop (a metadata change must not abort a request in flight).
+    const wake = (changes.destination !== undefined && changes.destination !== row.hook.destination) || (changes.active !== undefined && changes.active !== row.active);
     if (changes.metadata !== undefined) row.hook = { ...row.hook, metadata: changes.metadata };
     if (changes.destination !== undefined) row.hook = { ...row.hook, destination: changes.destination };
     if (changes.active === true && !row.active) {
@@ -146,7 +148,7 @@ export class EgressWebhooks {
       row.inactive_reason = 'deactivated by request';
     }
     await this.#save(row);
-    this.#runners.get(id)?.refresh();
+    if (wake) this.#runners.get(id)?.refresh();
     if (row.active) this.#run(row);
     return row.hook;
   }
@@ -163,7 +165,7 @@ export class EgressWebhooks {
 
   async delete(id: string): Promise<EgressWebhook> {
     const row = this.#row(id);
-    this.#runners.get(id)?.stop();
+    await this.#runners.get(id)?.stop(); // before the row is removed: a delivery finishing now saves the row
     this.#runners.delete(id);
     this.#rows.delete(id);
     await this.logs.commit.run(() => this.#stmts.remove.run(id));

@@ -9,6 +9,8 @@
  * Everything waits on conditions (receiver requests, status polls with a
  * bound), never on a sleep.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
@@ -246,6 +248,18 @@ describe('egress webhooks on one daemon', () => {
     expect(at(rcv, '/late')).toHaveLength(1);
   });
 
+  it('changing the metadata while a delivery is in flight neither aborts nor repeats it', async () => {
+    const logId = await createLog(daemon);
+    const hook = await createHook(daemon, logId, `${rcv.url}/slow`);
+    rcv.respond = (req) => (req.url === '/slow' && at(rcv, '/slow').length === 1 ? { status: 200, delayMs: 1500 } : { status: 200 });
+    await publish(daemon, logId, [{ value: 'slow' }, { value: 'next' }]);
+    await waitAt(rcv, '/slow', 1);
+    expect(await ok(daemon, 'PATCH', `/egress_webhook/${hook.webhook_id}`, { metadata: 'renamed' })).toMatchObject({ metadata: 'renamed', destination: `${rcv.url}/slow` });
+    const s = await waitStatus(daemon, hook.webhook_id, (x) => x.next_deliver_offset === 2, 'both delivered', 20_000);
+    expect(s).not.toHaveProperty('deliver_error');
+    expect(at(rcv, '/slow').map((r) => bodyOf(r).offset)).toEqual([0, 1]);
+  });
+
   it('deleting the log makes its webhook inactive, naming the deleted log; it cannot be re-activated', async () => {
     const logId = await createLog(daemon);
     const hook = await createHook(daemon, logId, `${rcv.url}/deleted`);
@@ -474,6 +488,46 @@ end)
       expect(published.map((m: { value: string }) => JSON.parse(m.value).id)).toContain(reception.rec.id);
     } finally {
       expect(await second.stop()).toBe(0);
+    }
+  });
+
+  it('a webhook deleted while a delivery is reading its reply stays deleted after a restart', async () => {
+    // A destination that sends the status line and headers, then holds the body.
+    const held: http.ServerResponse[] = [];
+    let arrived = 0;
+    const hold = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        arrived++;
+        res.writeHead(200, { 'content-length': 10 });
+        res.write('part');
+        held.push(res);
+      });
+    });
+    await new Promise<void>((r) => hold.listen(0, '127.0.0.1', r));
+    const holdUrl = `http://127.0.0.1:${(hold.address() as AddressInfo).port}`;
+    try {
+      const first = await startDaemon({ policy: '-- event logs only\n', noWatch: true });
+      const logId = await createLog(first);
+      const hook = await createHook(first, logId, `${holdUrl}/held`);
+      await publish(first, logId, [{ value: 'in flight' }]);
+      await waitFor(() => held.length === 1, 'the delivery to get its reply headers');
+      expect(await ok(first, 'DELETE', `/egress_webhook/${hook.webhook_id}`)).toMatchObject({ webhook_id: hook.webhook_id });
+      expect((await api(first, 'GET', `/egress_webhook/${hook.webhook_id}`)).status).toBe(404);
+      for (const res of held) res.end('rest!');
+      expect(await first.stop()).toBe(0);
+
+      const second = await startDaemon({ policyPath: first.policyPath, dataDir: first.dataDir, noWatch: true });
+      try {
+        expect((await ok(second, 'GET', '/egress_webhooks')).egress_webhooks).toEqual([]);
+        expect((await api(second, 'GET', `/egress_webhook/${hook.webhook_id}`)).status).toBe(404);
+        expect(arrived).toBe(1);
+      } finally {
+        expect(await second.stop()).toBe(0);
+      }
+    } finally {
+      hold.closeAllConnections();
+      await new Promise((r) => hold.close(r));
     }
   });
 

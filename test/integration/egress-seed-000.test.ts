@@ -3,8 +3,9 @@
  * sluice's CLI against a real `sluice serve`:
  *
  *   sluice logs create --metadata "egress webhook test"
- *   sluice receive --secret S --listen 127.0.0.1:0          (started first: its port is the destination)
- *   sluice egress-webhooks create --log-id L --metadata ... --destination http://127.0.0.1:PORT
+ *   sluice egress-webhooks create --log-id L --metadata ... --destination http://127.0.0.1:9/parked
+ *   sluice receive --secret S --listen 127.0.0.1:0          → running server at http://127.0.0.1:PORT
+ *   sluice egress-webhooks update W --destination http://127.0.0.1:PORT
  *   sluice publish L --value "hello world"                  → {"next_offset": 1}
  *   … the receiver prints Offset / Time / Key / Value
  *   sluice egress-webhooks status W                         → the delivery

@@ -121,6 +121,21 @@ describe('EventLogStore: publish and consume', () => {
     for (const m of r.messages) expect(m.time).toBe(T0 * 1000);
   });
 
+  it('a read while a publish is being committed does not move next_offset past it (the consumer would skip it)', async () => {
+    const { store } = openStore();
+    const log = await store.create({ metadata: '', compacting: false });
+    await store.publish(log.log_id, [msg('m0')]);
+    const pending = store.publish(log.log_id, [msg('m1'), msg('m2')]); // queued for the next group commit
+    expect(store.read(log.log_id, 1, 10)).toEqual({ nextOffset: 1, messages: [] });
+    const r0 = store.read(log.log_id, 0, 10);
+    expect(offsets(r0.messages)).toEqual([0]);
+    expect(r0.nextOffset).toBe(1);
+    expect(await pending).toBe(3);
+    const r1 = store.read(log.log_id, r0.nextOffset, 10);
+    expect(offsets(r1.messages)).toEqual([1, 2]);
+    expect(r1.nextOffset).toBe(3);
+  });
+
   it('keeps key, value, nil and empty apart, and an explicit time', async () => {
     const { store } = openStore();
     const log = await store.create({ metadata: '', compacting: false });
