@@ -117,7 +117,7 @@ export class EventLogStore {
       compactUpdates: db.prepare(`DELETE FROM event_messages AS m WHERE m.log_id = ? AND m.key IS NOT NULL AND m.time < ?
         AND EXISTS (SELECT 1 FROM event_messages n WHERE n.log_id = m.log_id AND n.key = m.key AND n.offset > m.offset)`),
       compactDeletes: db.prepare('DELETE FROM event_messages WHERE log_id = ? AND key IS NOT NULL AND value IS NULL AND time < ?'),
-      all: db.prepare<[], { log_id: string; settings: string; next_offset: number }>('SELECT log_id, settings, next_offset FROM event_logs ORDER BY created, log_id'),
+      all: db.prepare<[], { log_id: string; settings: string; next_offset: number }>('SELECT log_id, settings, next_offset FROM event_logs ORDER BY rowid'),
     };
     for (const row of this.#stmts.all.all()) {
       this.#logs.set(row.log_id, { log: { log_id: row.log_id, ...(JSON.parse(row.settings) as LogSettings) }, nextOffset: row.next_offset, durable: row.next_offset, recent: new Map() });

@@ -98,7 +98,7 @@ export class EgressWebhooks {
     this.#stmts = {
       upsert: db.prepare('INSERT INTO egress_webhooks (webhook_id, state, created) VALUES (?, ?, ?) ON CONFLICT(webhook_id) DO UPDATE SET state = excluded.state'),
       remove: db.prepare('DELETE FROM egress_webhooks WHERE webhook_id = ?'),
-      all: db.prepare<[], { webhook_id: string; state: string }>('SELECT webhook_id, state FROM egress_webhooks ORDER BY created, webhook_id'),
+      all: db.prepare<[], { webhook_id: string; state: string }>('SELECT webhook_id, state FROM egress_webhooks ORDER BY rowid'),
     };
     for (const r of this.#stmts.all.all()) this.#rows.set(r.webhook_id, JSON.parse(r.state) as Row);
   }
