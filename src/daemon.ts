@@ -18,7 +18,7 @@ import { Engine } from './engine.js';
 import { LuaVM } from './lua/vm.js';
 import { describeError } from './lua/check.js';
 import { PolicyWatcher } from './lua/epoch.js';
-import { ApiServer, type Route } from './http/server.js';
+import { ApiServer } from './http/server.js';
 import { injectRoutes } from './http/api/inject-v1.js';
 import { logRecordRoutes } from './http/api/log-records-v1.js';
 import { adminRoutes } from './http/api/admin-v1.js';

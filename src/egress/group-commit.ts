@@ -20,7 +20,7 @@ export class GroupCommit {
   commits = 0;
 
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database,
     private readonly what: string,
   ) {
     this.#commit = db.transaction((batch: Pending[]) => {

@@ -18,7 +18,6 @@
  */
 import http from 'node:http';
 import { Pool } from 'undici';
-import type Database from 'better-sqlite3';
 import type { Logger } from '../logging/logger.js';
 import { LogError, type EventLogStore, type LogMessage } from './log-store.js';
 import { prefixedId } from './ksuid.js';
@@ -82,7 +81,6 @@ export interface WebhookOptions {
 export class EgressWebhooks {
   readonly #rows = new Map<string, Row>();
   readonly #runners = new Map<string, Runner>();
-  readonly #db: Database.Database;
   readonly #stmts;
   readonly #o: Required<Omit<WebhookOptions, 'logger'>> & { logger: Logger };
   #closed = false;
@@ -93,7 +91,6 @@ export class EgressWebhooks {
   ) {
     this.#o = { maxFailureAgeMs: 3 * 86_400_000, timeoutMs: 30_000, retryBaseMs: 1000, retryMaxMs: 300_000, ...opts };
     const db = logs.db;
-    this.#db = db;
     db.exec('CREATE TABLE IF NOT EXISTS egress_webhooks (webhook_id TEXT PRIMARY KEY, state TEXT NOT NULL, created INTEGER NOT NULL)');
     this.#stmts = {
       upsert: db.prepare('INSERT INTO egress_webhooks (webhook_id, state, created) VALUES (?, ?, ?) ON CONFLICT(webhook_id) DO UPDATE SET state = excluded.state'),

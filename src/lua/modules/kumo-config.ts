@@ -8,8 +8,8 @@ import { lua } from 'fengari';
 import type { LuaVM } from '../vm.js';
 import { ConversionError, pushValue, toValue } from '../convert.js';
 import { UserdataClass, raise, setFunctions, whereAt, type HostFunction } from '../host.js';
-import { decodeString, key, pushString, type LuaState } from '../lstr.js';
-import { OptionError, asList, markLuaFloat, parseRecord, string, stringList, unsigned } from '../../config/schema.js';
+import { decodeString, key, type LuaState } from '../lstr.js';
+import { OptionError, markLuaFloat, parseRecord, string, stringList, unsigned } from '../../config/schema.js';
 import { formatDuration } from '../../config/duration.js';
 import { parseEgressPathConfig, parseQueueConfig, type EgressPathConfig, type QueueConfig } from '../../queue/config.js';
 import { parseDispositionHookParams, parseLocalLogsParams, parseLogHookParams } from '../../logging/hook-config.js';
@@ -188,6 +188,4 @@ export function openKumoConfig(vm: LuaVM, L: LuaState): void {
   };
   fns.make_egress_path_config = fns.make_egress_path as HostFunction;
   setFunctions(L, 'kumo.', fns);
-  void asList;
-  void pushString;
 }

@@ -4,7 +4,7 @@
  * `pcall` and re-raising with `error(err)`, and through any depth of nested
  * calls, so the reject reaches the delivery code however the policy got there.
  */
-import { lua, lauxlib } from 'fengari';
+import { lua } from 'fengari';
 import { decodeString, key, pushString, type LuaState } from '../lstr.js';
 import { checkInteger, checkString, type HostFunction } from '../host.js';
 
@@ -56,4 +56,3 @@ export function readReject(L: LuaState, idx: number): { code: number; message: s
   lua.lua_pop(L, 2);
   return out;
 }
-void lauxlib;

@@ -9,7 +9,7 @@ import type { LuaVM } from '../vm.js';
 import { awaitPromise, currentContext, isAwaitToken } from '../async.js';
 import { pushValue } from '../convert.js';
 import { DECLARED_EVENTS } from '../events.js';
-import { checkFunction, checkNumber, checkString, optString, pushFunctionTable, raise, setFunctions, whereAt, type HostFunction } from '../host.js';
+import { checkFunction, checkNumber, checkString, pushFunctionTable, raise, setFunctions, whereAt, type HostFunction } from '../host.js';
 import { decodeString, key, pushString, type LuaState } from '../lstr.js';
 import { installRejectMetatable, reject } from './kumo-reject.js';
 import { parseDuration } from '../../config/duration.js';
@@ -161,7 +161,6 @@ export function openKumoCore(vm: LuaVM, L: LuaState): void {
   // The names of the events sluice fires, for introspection from Lua.
   pushValue(L, Object.keys(DECLARED_EVENTS));
   lua.lua_setfield(L, -2, key('_declared_events'));
-  void optString;
 }
 
 /** fengari names host functions `J` / `[JS]`; policies (typing.lua) look for C Lua's `C` / `[C]`. */

@@ -9,10 +9,9 @@ import type { LuaVM } from '../vm.js';
 import { Message, domainOf, userOf } from '../../queue/message.js';
 import { ConversionError, pushValue, toValue } from '../convert.js';
 import { UserdataClass, checkString, raise } from '../host.js';
-import { decodeString, key, pushString, toBytes, type LuaState } from '../lstr.js';
+import { decodeString, pushString, toBytes, type LuaState } from '../lstr.js';
 import { getHeaders, type Header } from '../../queue/headers.js';
 
-let messageClass: UserdataClass<Message> | null = null;
 const classes = new WeakMap<object, { message: UserdataClass<Message>; address: UserdataClass<string> }>();
 
 /** A Message ready to be passed to Lua as a handle (see convert.pushValue). */
@@ -144,7 +143,4 @@ export function openMessage(vm: LuaVM, L: LuaState): void {
   }
 
   classes.set(vm, { message, address });
-  messageClass = message;
-  void messageClass;
-  void key;
 }
