@@ -217,7 +217,7 @@ describe('kumo.uuid', () => {
     const before = Date.now();
     const [v1, v6, v7a, v7b] = (await run(`
       return kumo.uuid.new_v1().simple, kumo.uuid.new_v6().simple, kumo.uuid.new_v7().simple, kumo.uuid.new_v7().simple
-    `)) as string[];
+    `)) as [string, string, string, string];
     const after = Date.now();
     const greg = (t: bigint) => Number((t - 0x01b21dd213814000n) / 10000n);
     for (const [u, ver] of [[v1, '1'], [v6, '6'], [v7a, '7'], [v7b, '7']] as const) {
