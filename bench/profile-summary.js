@@ -3,11 +3,14 @@
  * Summarise a V8 .cpuprofile (from `node --cpu-prof`) by self time.
  *
  *   node bench/profile-summary.js FILE.cpuprofile [--top N] [--by function|file|package]
+ *                                 [--callers NAME [--depth D]]
  *
  * Self time of a profile node is the sum of the sample intervals
  * (timeDeltas) whose sample landed in it. Nodes are grouped by function
  * (name + file + line), by file, or by package (node_modules/<pkg>, dist/,
  * node: internals, or the (program)/(garbage collector)/(idle) pseudo-nodes).
+ * --callers NAME instead splits the self time of functions named NAME by
+ * their call path, D frames up (default 3).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,7 +18,12 @@ import { parseArgs } from 'node:util';
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string', default: '25' }, by: { type: 'string', default: 'function' } },
+  options: {
+    top: { type: 'string', default: '25' },
+    by: { type: 'string', default: 'function' },
+    callers: { type: 'string' },
+    depth: { type: 'string', default: '3' },
+  },
 });
 if (positionals.length !== 1) {
   process.stderr.write('usage: node bench/profile-summary.js FILE.cpuprofile [--top N] [--by function|file|package]\n');
@@ -56,6 +64,32 @@ function packageOf(cf) {
   if (u.includes('/dist/')) return 'sluice dist/';
   if (u.includes('/bench/')) return 'bench/';
   return shortUrl(u);
+}
+
+if (args.callers !== undefined) {
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const depth = Number(args.depth);
+  const paths = new Map();
+  let sum = 0;
+  for (const [id, us] of selfUs) {
+    if (nodes.get(id).callFrame.functionName !== args.callers) continue;
+    const frames = [];
+    let p = parent.get(id);
+    while (p !== undefined && frames.length < depth) {
+      const cf = nodes.get(p).callFrame;
+      frames.push(`${cf.functionName || '(anonymous)'} ${shortUrl(cf.url)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`);
+      p = parent.get(p);
+    }
+    const k = frames.join('  <-  ');
+    paths.set(k, (paths.get(k) ?? 0) + us);
+    sum += us;
+  }
+  console.log(`${args.callers}: ${(sum / 1000).toFixed(1)} ms self time; by caller path (${depth} frames up):`);
+  for (const [k, us] of [...paths].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`${(us / 1000).toFixed(1).padStart(9)} ${((us / Math.max(1, sum)) * 100).toFixed(1).padStart(6)}%  ${k}`);
+  }
+  process.exit(0);
 }
 
 const groups = new Map();

@@ -8,10 +8,15 @@
  * all returned `graceMs` after the deadline (an op that hangs), so a run can
  * never wait forever.
  *
- * `measure` wraps it for one benchmark point: optional verification (one op
- * with the receiver parsing bodies and counting records), a warm-up, a reset
- * of the receiver's counters, the timed run, and the figures: rate, latency
- * percentiles, CPU use of this process and of the receiver process.
+ * `measure` wraps it for one side of a benchmark point: optional
+ * verification (one op with the receiver parsing bodies and counting
+ * records), a warm-up (a minimum time and a minimum op count), a reset of the
+ * receiver's counters, the timed run, and the figures: rate, latency
+ * percentiles, CPU use of this process (also per op) and of the receiver
+ * process, and the load that other processes put on the machine meanwhile.
+ * This machine is shared: with ctx.waitQuietMs it waits for a quiet machine
+ * before a timed run, and with ctx.retries it repeats a run that other load
+ * disturbed, keeping the cleanest.
  */
 
 import os from 'node:os';
@@ -202,6 +207,8 @@ async function timedRun(ctx, spec, unitsPerOp) {
     p50Ms: r.p50Ms,
     p99Ms: r.p99Ms,
     clientCpuPct,
+    // CPU time of this process per op: less sensitive to other load than the rate.
+    cpuUsPerOp: r.completed > 0 ? (cpu.user + cpu.system) / r.completed : null,
     receiverCpuPct,
     machineBusyPct,
     otherCpuPct: Math.max(0, machineBusyPct - clientCpuPct - receiverCpuPct),
@@ -220,7 +227,8 @@ async function timedRun(ctx, spec, unitsPerOp) {
 async function waitQuiet(ctx) {
   const t0 = performance.now();
   let waited = false;
-  while (performance.now() - t0 < ctx.waitQuietMs) {
+  const maxChecks = Math.ceil(ctx.waitQuietMs / 1000);
+  for (let check = 0; check < maxChecks && performance.now() - t0 < ctx.waitQuietMs; check++) {
     const a = cpuTicks();
     const w0 = performance.now();
     await new Promise((resolve) => setTimeout(resolve, 1_000));
