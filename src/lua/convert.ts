@@ -82,6 +82,15 @@ export function pushValue(L: LuaState, v: unknown): void {
   }
 }
 
+/** Push a plain Lua sequence of strings (mlua's Vec<String>: no array metatable). */
+export function pushStringList(L: LuaState, items: readonly string[]): void {
+  lua.lua_createtable(L, items.length, 0);
+  items.forEach((s, i) => {
+    pushString(L, s);
+    lua.lua_rawseti(L, -2, i + 1);
+  });
+}
+
 function pushArray(L: LuaState, a: unknown[]): void {
   lua.lua_createtable(L, a.length, 0);
   for (let i = 0; i < a.length; i++) {

@@ -6,7 +6,7 @@
  */
 import { lua, lauxlib } from 'fengari';
 import { formatNumberForJson, typeName } from './convert.js';
-import { decodeString, key, pushString, toJsString, type LuaState } from './lstr.js';
+import { decodeString, key, pushString, toBytes, toJsString, type LuaState } from './lstr.js';
 
 export type HostFunction = (L: LuaState) => number;
 
@@ -51,11 +51,35 @@ export function pushFunctionTable(L: LuaState, prefix: string, fns: Record<strin
   setFunctions(L, prefix, fns);
 }
 
+/** Leave `kumo[name]` (created if missing) on the top of the stack. */
+function subModule(L: LuaState, name: string): void {
+  if (lua.lua_getfield(L, -1, key(name)) !== lua.LUA_TTABLE) {
+    lua.lua_pop(L, 1);
+    lua.lua_createtable(L, 0, 16);
+    lua.lua_pushvalue(L, -1);
+    lua.lua_setfield(L, -3, key(name));
+  }
+}
+
+/** Add `fns` to `kumo[name]` (created if missing); `kumo` is on the top of the stack. */
+export function addSubModule(L: LuaState, name: string, fns: Record<string, HostFunction>): void {
+  subModule(L, name);
+  setFunctions(L, `kumo.${name}.`, fns);
+  lua.lua_pop(L, 1);
+}
+
 export function checkString(L: LuaState, arg: number, what: string): string {
   if (lua.lua_type(L, arg) !== lua.LUA_TSTRING && lua.lua_type(L, arg) !== lua.LUA_TNUMBER) {
     raise(L, `${what}: expected a string, got ${typeName(L, arg)}`);
   }
   return toJsString(L, arg) as string;
+}
+
+/** A Lua string argument as raw bytes (numbers are converted, as mlua does for strings). */
+export function checkBytes(L: LuaState, arg: number, what: string): Uint8Array {
+  const t = lua.lua_type(L, arg);
+  if (t !== lua.LUA_TSTRING && t !== lua.LUA_TNUMBER) raise(L, `${what}: expected a string, got ${typeName(L, arg)}`);
+  return toBytes(L, arg) as Uint8Array;
 }
 
 export function optString(L: LuaState, arg: number, what: string): string | undefined {
@@ -71,6 +95,12 @@ export function checkNumber(L: LuaState, arg: number, what: string): number {
 export function checkInteger(L: LuaState, arg: number, what: string): number {
   const n = checkNumber(L, arg, what);
   if (!Number.isInteger(n)) raise(L, `${what}: expected an integer, got ${formatNumberForJson(L, arg)}`);
+  return n;
+}
+
+export function checkCount(L: LuaState, arg: number, what: string): number {
+  const n = checkInteger(L, arg, what);
+  if (n < 0) raise(L, `${what}: expected a non-negative integer, got ${n}`);
   return n;
 }
 

@@ -10,7 +10,12 @@ import { openKumoCore } from './kumo.js';
 import { openKumoConfig } from './kumo-config.js';
 import { openKumoHttp } from './kumo-http.js';
 import { openKumoSerde } from './kumo-serde.js';
-import { openKumoCodec } from './kumo-codec.js';
+import { openKumoDigest } from './kumo-digest.js';
+import { openKumoEncode } from './kumo-encode.js';
+import { openKumoUuid } from './kumo-uuid.js';
+import { openKumoSecrets } from './kumo-secrets.js';
+import { openKumoRegex } from './kumo-regex.js';
+import { openKumoString } from './kumo-string.js';
 import { openMessage } from './message.js';
 import { openSluice } from './sluice.js';
 
@@ -21,7 +26,12 @@ export function openModules(vm: LuaVM): void {
   openKumoConfig(vm, L);
   openKumoHttp(vm, L);
   openKumoSerde(vm, L);
-  openKumoCodec(vm, L);
+  openKumoDigest(vm, L);
+  openKumoEncode(vm, L);
+  openKumoUuid(vm, L);
+  openKumoSecrets(vm, L);
+  openKumoRegex(vm, L);
+  openKumoString(vm, L);
   openMessage(vm, L);
   lua.lua_getglobal(L, key('package'));
   lua.lua_getfield(L, -1, key('loaded'));

@@ -8,7 +8,12 @@ import path from 'node:path';
 import { lua, lauxlib, lualib } from 'fengari';
 import { describe, expect, it } from 'vitest';
 import type { LuaVM } from '../../../src/lua/vm.js';
-import { openKumoCodec } from '../../../src/lua/modules/kumo-codec.js';
+import { openKumoDigest } from '../../../src/lua/modules/kumo-digest.js';
+import { openKumoEncode } from '../../../src/lua/modules/kumo-encode.js';
+import { openKumoRegex } from '../../../src/lua/modules/kumo-regex.js';
+import { openKumoSecrets } from '../../../src/lua/modules/kumo-secrets.js';
+import { openKumoString } from '../../../src/lua/modules/kumo-string.js';
+import { openKumoUuid } from '../../../src/lua/modules/kumo-uuid.js';
 import { call, loadPolicy, tempDir } from '../../helpers/policy.js';
 
 /** Run `body` as the handler of a test event; returns its values. */
@@ -25,12 +30,12 @@ async function pcall(expr: string): Promise<[boolean, string]> {
 
 const ALL_BYTES = `local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end local all = table.concat(t)`;
 
-it('openKumoCodec leaves the stack as it found it', () => {
+it('the kumo.digest/encode/uuid/secrets/regex/string openers leave the stack as they found it', () => {
   const L = lauxlib.luaL_newstate();
   lualib.luaL_openlibs(L);
   lua.lua_createtable(L, 0, 0);
   const top = lua.lua_gettop(L);
-  openKumoCodec({} as LuaVM, L);
+  for (const open of [openKumoDigest, openKumoEncode, openKumoUuid, openKumoSecrets, openKumoRegex, openKumoString]) open({} as LuaVM, L);
   expect(lua.lua_gettop(L)).toBe(top);
   expect(lua.lua_type(L, -1)).toBe(lua.LUA_TTABLE);
 });
