@@ -14,6 +14,7 @@
  */
 import { lua, lauxlib } from 'fengari';
 import { decodeString, key, pushString, type LuaState } from './lstr.js';
+import { convertedValue, proxiedObject, proxyJson } from './json-proxy.js';
 
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -164,6 +165,8 @@ function toValueAt(L: LuaState, idx: number, seen: Set<unknown>): unknown {
 }
 
 function tableToValue(L: LuaState, idx: number, seen: Set<unknown>): unknown {
+  const proxied = proxiedObject(L, idx);
+  if (proxied) return convertedValue(proxied);
   const ptr = lua.lua_topointer(L, idx);
   if (seen.has(ptr)) throw new ConversionError('cannot serialize a recursive table');
   seen.add(ptr);
@@ -263,6 +266,11 @@ function encodeAt(L: LuaState, idx: number, nl: string, pretty: boolean, out: st
 }
 
 function encodeTable(L: LuaState, idx: number, nl: string, pretty: boolean, out: string[], seen: Set<unknown>): void {
+  const proxied = proxiedObject(L, idx);
+  if (proxied) {
+    out.push(pretty ? stringifyPretty(convertedValue(proxied), nl) : proxyJson(proxied));
+    return;
+  }
   const ptr = lua.lua_topointer(L, idx);
   if (seen.has(ptr)) throw new ConversionError('cannot serialize a recursive table');
   seen.add(ptr);

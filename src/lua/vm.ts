@@ -14,6 +14,7 @@ import { lua, lauxlib, lualib } from 'fengari';
 import { LuaError, SluiceError } from '../errors.js';
 import { runCoroutine, type CallContext } from './async.js';
 import { installArrayMetatable, pushValue, toValue } from './convert.js';
+import { installJsonProxy } from './json-proxy.js';
 import { EventRegistry, isMultiple } from './events.js';
 import { installNumberFormatting, patchProtectedCalls } from './fengari-patches.js';
 import { decodeString, key, pushString, type LuaState } from './lstr.js';
@@ -95,6 +96,7 @@ export class LuaVM {
       return 1;
     });
     installArrayMetatable(this.L);
+    installJsonProxy(this.L);
     this.#setPackagePath();
     openModules(this);
     this.#runPrelude();

@@ -11,6 +11,7 @@ import { ConversionError, pushValue, toValue } from '../convert.js';
 import { UserdataClass, checkString, raise } from '../host.js';
 import { decodeString, pushString, toBytes, type LuaState } from '../lstr.js';
 import { getHeaders, type Header } from '../../queue/headers.js';
+import { pushJsonProxy } from '../json-proxy.js';
 
 const classes = new WeakMap<object, { message: UserdataClass<Message>; address: UserdataClass<string> }>();
 
@@ -58,7 +59,9 @@ export function openMessage(vm: LuaVM, L: LuaState): void {
       return 0;
     },
     get_meta: (L2, m) => {
-      pushValue(L2, m.getMeta(checkString(L2, 2, 'get_meta key')));
+      const v = m.getMeta(checkString(L2, 2, 'get_meta key'));
+      if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array)) pushJsonProxy(L2, v as Record<string, unknown>);
+      else pushValue(L2, v);
       return 1;
     },
     set_meta: (L2, m) => {
