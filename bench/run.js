@@ -14,7 +14,7 @@
  *   --retries N    repeat a timed run up to N more times when other load was
  *                  above 15% of a core during it, keeping the cleanest (default 0)
  *   --out FILE     where to write the JSON results
- *                  (default: <os.tmpdir()>/sluice-bench/latest.json)
+ *                  (default: <os.tmpdir()>/bench-results/sluice-latest.json)
  *   --list         list the scenarios and exit
  *
  * It starts bench/receiver.js in a child process (HTTP on 127.0.0.1 only),
@@ -42,11 +42,14 @@ import { startReceiverProcess } from './lib/receiver-process.js';
 import { fmtMs, fmtRate, OTHER_LOAD_WARN_PCT } from './lib/measure.js';
 
 /** Run order. One file per scenario under bench/scenarios/. */
-const SCENARIO_FILES = ['lua-send.js', 'lua-send-batch.js'];
+const SCENARIO_FILES = ['lua-send.js', 'lua-send-batch.js', 'daemon-hook-json.js', 'daemon-hook-batch.js', 'daemon-latency.js', 'daemon-backlog.js', 'egress-webhooks.js', 'daemon-inject.js'];
 
 /** Hard stop for the whole run, whatever happens: this per scenario, plus waits and retries. */
 const MAX_SCENARIO_MS = 10 * 60_000;
 const MAX_MEASUREMENTS_PER_SCENARIO = 8;
+
+/** Not a `sluice-*` entry of the temp dir: a clean-up of such entries by another process once removed results from there. */
+const DEFAULT_OUT = path.join(os.tmpdir(), 'bench-results', 'sluice-latest.json');
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -102,6 +105,7 @@ function printResults(points, failures) {
         fmtRate(m.opsPerSecond),
         `${fmtMs(m.p50Ms)} / ${fmtMs(m.p99Ms)}`,
         `${m.clientCpuPct.toFixed(0)}%`,
+        m.cpuUsPerOp == null ? '-' : m.cpuUsPerOp.toFixed(m.cpuUsPerOp < 100 ? 1 : 0),
         `${m.receiverCpuPct.toFixed(0)}%`,
         `${m.otherCpuPct.toFixed(0)}%${m.otherCpuPct > OTHER_LOAD_WARN_PCT ? ' !' : ''}`,
         Math.round(m.receiverBytesPerRequest).toLocaleString('en-US'),
@@ -112,11 +116,11 @@ function printResults(points, failures) {
     }
   }
   console.log(table(
-    ['point', 'side', 'what', 'calls/s', 'p50/p99 ms', 'bench cpu', 'recv cpu', 'other cpu', 'B/req', 'ops/recv req', 'errors', 'kept try'],
+    ['point', 'side', 'what', 'calls/s', 'p50/p99 ms', 'bench cpu', 'cpu us/call', 'recv cpu', 'other cpu', 'B/req', 'ops/recv req', 'errors', 'kept try'],
     details,
-    [false, false, false, true, true, true, true, true, true, true, true, true],
+    [false, false, false, true, true, true, true, true, true, true, true, true, true],
   ));
-  console.log(`cpu columns are % of one core over the timed run; 'other cpu' is load from processes outside the benchmark (! above ${OTHER_LOAD_WARN_PCT}%: figures not clean)`);
+  console.log(`cpu columns are % of one core over the timed run; 'cpu us/call' is this process's CPU time per call; 'other cpu' is load from processes outside the benchmark (! above ${OTHER_LOAD_WARN_PCT}%: figures not clean)`);
   for (const f of failures) console.log(`FAILED ${f.scenario}: ${f.error}`);
 }
 
@@ -161,7 +165,7 @@ async function main() {
   if (!(waitQuietS >= 0 && waitQuietS <= 3600)) usage('--wait-quiet must be a number of seconds in [0, 3600]');
   const retries = Number(args.retries);
   if (!(Number.isInteger(retries) && retries >= 0 && retries <= 10)) usage('--retries must be an integer in [0, 10]');
-  const outFile = path.resolve(args.out ?? path.join(os.tmpdir(), 'sluice-bench', 'latest.json'));
+  const outFile = path.resolve(args.out ?? DEFAULT_OUT);
 
   const machine = machineInfo();
   console.log(machineLine(machine));
