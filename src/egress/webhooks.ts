@@ -219,6 +219,9 @@ export class EgressWebhooks {
   }
 }
 
+/** How often a delivering webhook writes its cursor, ms. */
+const CURSOR_SAVE_MS = 100;
+
 /** The delivery loop of one webhook. */
 class Runner {
   readonly done: Promise<void>;
@@ -226,6 +229,9 @@ class Runner {
   #abort = new AbortController();
   #pool: Pool | null = null;
   #origin = '';
+  #lastSave = 0;
+  #unsaved = false;
+  #saveTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly row: Row,
@@ -247,7 +253,33 @@ class Runner {
     this.#stopped = true;
     this.#abort.abort();
     await this.done;
+    if (this.#unsaved) await this.#saveNow();
     await this.#pool?.close().catch(() => undefined);
+  }
+
+  /**
+   * After a success the cursor is written at most every CURSOR_SAVE_MS, not
+   * per message: a durable write per message would cap one webhook at the
+   * disk's fsync rate. Delivery is at least once, so after a crash the
+   * messages delivered since the last write are sent again; a clean stop
+   * writes the cursor.
+   */
+  #saveSoon(): Promise<void> | undefined {
+    this.#unsaved = true;
+    if (Date.now() - this.#lastSave >= CURSOR_SAVE_MS) return this.#saveNow();
+    this.#saveTimer ??= setTimeout(() => {
+      this.#saveTimer = null;
+      if (this.#unsaved && !this.#stopped) void this.#saveNow().catch(() => undefined);
+    }, CURSOR_SAVE_MS);
+    return undefined;
+  }
+
+  #saveNow(): Promise<void> {
+    if (this.#saveTimer) clearTimeout(this.#saveTimer);
+    this.#saveTimer = null;
+    this.#unsaved = false;
+    this.#lastSave = Date.now();
+    return this.save(this.row);
   }
 
   async #loop(): Promise<void> {
@@ -258,7 +290,7 @@ class Runner {
       if (!logs.has(row.hook.log_id)) {
         row.active = false;
         row.inactive_reason = `log ${row.hook.log_id} was deleted`;
-        await this.save(row);
+        await this.#saveNow();
         return;
       }
       if (buffer.length === 0 || buffer[0]!.offset < row.next_deliver_offset) {
@@ -278,7 +310,7 @@ class Runner {
       const delay = Math.min(this.o.retryBaseMs * 2 ** Math.min(row.attempts - 1, 30), this.o.retryMaxMs);
       const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
       row.next_deliver_time = Math.floor((Date.now() + jittered) / 1000);
-      await this.save(row);
+      await this.#saveNow();
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, jittered);
         this.#abort.signal.addEventListener('abort', () => {
@@ -322,7 +354,7 @@ class Runner {
         row.next_deliver_time = row.deliver_time;
         row.failing_since = null;
         row.attempts = 0;
-        await this.save(row);
+        await this.#saveSoon();
         return true;
       }
       row.deliver_error = `the destination answered ${res.statusCode}`;
@@ -337,7 +369,7 @@ class Runner {
       row.active = false;
       row.inactive_reason = `deliveries failing since ${new Date(row.failing_since).toISOString()}: ${row.deliver_error}`;
       this.o.logger.warn({ webhook_id: hook.webhook_id, reason: row.inactive_reason }, 'egress webhook made inactive');
-      await this.save(row);
+      await this.#saveNow();
     }
     return false;
   }
