@@ -236,6 +236,16 @@ describe('egress webhooks on one daemon', () => {
     }
   });
 
+  it('GET /message/{log_id}: the last message by default or with -1, the oldest with -2, one by offset', async () => {
+    const logId = await createLog(daemon);
+    expect(await publish(daemon, logId, [{ value: 'm0' }, { value: 'm1' }, { value: 'm2' }])).toBe(3);
+    const get = async (q: string) => (await api(daemon, 'GET', `/message/${logId}${q}`)).json as { offset: number; value: string };
+    expect(await get('')).toMatchObject({ offset: 2, value: 'm2' });
+    expect(await get('?offset=-1')).toMatchObject({ offset: 2, value: 'm2' });
+    expect(await get('?offset=-2')).toMatchObject({ offset: 0, value: 'm0' });
+    expect(await get('?offset=1')).toMatchObject({ offset: 1, value: 'm1' });
+  });
+
   it('a webhook created after some publishes starts at the next offset', async () => {
     const logId = await createLog(daemon);
     expect(await publish(daemon, logId, [{ value: 'p0' }, { value: 'p1' }, { value: 'p2' }])).toBe(3);

@@ -143,9 +143,12 @@ export function logRoutes(store: () => EventLogStore): Route[] {
       method: 'GET', path: '/message/:log_id',
       handler: (req) => klev(() => {
         const enc = encodingOf(req.query.get('encoding'));
+        const id = req.params.log_id as string;
         const raw = req.query.get('offset');
-        const offset = raw === null || raw === '' || raw === '-1' ? undefined : intParam(req.query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-        return { json: { encoding: enc, ...messageJson(store().getOne(req.params.log_id as string, offset), enc) } };
+        // -1 (or none): the last message; -2: the oldest one still kept.
+        let offset = raw === null || raw === '' || raw === '-1' ? undefined : intParam(req.query, 'offset', -2, -2, Number.MAX_SAFE_INTEGER);
+        if (offset === -2) offset = store().read(id, -2, 1).messages[0]?.offset ?? store().nextOffset(id);
+        return { json: { encoding: enc, ...messageJson(store().getOne(id, offset), enc) } };
       }),
     },
   ];
