@@ -82,14 +82,18 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     const direct = sq.canTakeDirectly(msg);
     const due = msg.due ?? this.#o.clock.now();
     if (!opts.deferSpool) await this.#o.spool.insert(recordFromMessage(msg, sq.name, due), direct);
-    if (direct && sq.admitHeld(msg)) return;
+    const held = direct ? sq.admitHeld(msg) : null;
+    if (held === 'ready') return;
+    // Due now but no room in the ready queue: it waits (in memory behind the
+    // ready queue, or at rest in the spool) and moves on as soon as room
+    // appears (KumoMTA would delay it 0-60 s).
+    const delayed = () => this.#log(msg, { type: 'Delayed', response: response(400, `Context: Received, ReadyQueueWasFull. Next due when ${sq.readyQueue.name} has room`), queue: sq.name });
+    if (held === 'overflow') return delayed();
     if (direct) await this.#o.spool.reschedule(msg.id, sq.name, due, msg.numAttempts, false);
     sq.noteAtRest(due);
-    // Due now but no room in the ready queue: it waits in the spool and is
-    // pumped in as soon as room appears (KumoMTA would delay it 0-60 s).
     if (direct || sq.isFullFor(msg)) {
       if (!direct) sq.readyQueue.fullCount++;
-      this.#log(msg, { type: 'Delayed', response: response(400, `Context: Received, ReadyQueueWasFull. Next due when ${sq.readyQueue.name} has room`), queue: sq.name });
+      delayed();
     }
   }
 
@@ -142,7 +146,7 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
 
   onRoom(rq: ReadyQueue): void {
     for (const sq of this.#scheduled.values()) {
-      if (sq.readyQueue === rq && sq.atRest > 0) this.#pumpSoon.add(sq);
+      if (sq.readyQueue === rq && sq.waiting > 0) this.#pumpSoon.add(sq);
     }
     if (this.#pumpSoon.size === 1) {
       setImmediate(() => {
@@ -181,6 +185,7 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     this.bounces.push(b);
     for (const sq of this.#scheduled.values()) {
       if (!matches(b, sq)) continue;
+      for (const msg of sq.drainOverflow()) this.bounceMatch(sq, msg);
       for (const msg of sq.readyQueue.drain()) {
         if (msg.queueName() === sq.name) this.bounceMatch(sq, msg);
         else sq.readyQueue.insert(msg);
@@ -241,7 +246,7 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
   stats(): QueueStats[] {
     return [...this.#scheduled.values()].map((sq) => ({
       name: sq.name,
-      scheduled: sq.atRest,
+      scheduled: sq.waiting,
       ready: sq.readyQueue.size,
       in_flight: sq.readyQueue.inFlight,
       delivered: sq.delivered,

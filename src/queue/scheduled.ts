@@ -14,6 +14,15 @@ import type { ReadyQueue } from './ready.js';
 import type { Spool, SpoolRecord } from './spool.js';
 import { Message as MessageClass } from './message.js';
 
+/**
+ * Due messages that find the ready queue full wait in memory, up to this
+ * many times max_ready, before they are left at rest in the spool: moving
+ * them on later then needs no spool read and no extra write. Past that
+ * bound they rest in the spool, so memory stays bounded however large the
+ * backlog.
+ */
+const OVERFLOW_FACTOR = 4;
+
 export interface Suspension {
   id: string;
   reason: string;
@@ -40,6 +49,8 @@ export class ScheduledQueue {
   #timerAt = Infinity;
   #pumping = false;
   #pumpAgain = false;
+  /** Due messages held in memory behind a full ready queue, oldest first. */
+  readonly #overflow: Message[] = [];
   suspension: Suspension | null = null;
   delivered = 0;
   failed = 0;
@@ -60,9 +71,24 @@ export class ScheduledQueue {
     return this.atRest + this.held;
   }
 
-  /** Whether a newly accepted message can go straight to the ready queue. */
+  /** Messages waiting for the ready queue: at rest in the spool, or held behind it. */
+  get waiting(): number {
+    return this.atRest + this.#overflow.length;
+  }
+
+  /** Whether a newly accepted message can stay in memory (ready queue, or the overflow behind it). */
   canTakeDirectly(msg: Message): boolean {
-    return (msg.due === undefined || msg.due <= this.clock.now()) && this.#activeSuspension() === null && this.readyQueue.room() > 0;
+    return (msg.due === undefined || msg.due <= this.clock.now()) && this.#activeSuspension() === null &&
+      (this.readyQueue.room() > 0 || this.#overflow.length < this.#overflowCap());
+  }
+
+  #overflowCap(): number {
+    return OVERFLOW_FACTOR * this.readyQueue.pathConfig.max_ready;
+  }
+
+  /** Take the held overflow out (admin bounce). */
+  drainOverflow(): Message[] {
+    return this.#overflow.splice(0);
   }
 
   /** Whether `msg` is due and would go to the ready queue but for its being full. */
@@ -70,12 +96,21 @@ export class ScheduledQueue {
     return (msg.due === undefined || msg.due <= this.clock.now()) && this.#activeSuspension() === null && this.readyQueue.room() === 0;
   }
 
-  /** A message was stored held (see canTakeDirectly): hand it to the ready queue. */
-  admitHeld(msg: Message): boolean {
+  /**
+   * A message was stored held (see canTakeDirectly): hand it to the ready
+   * queue, or keep it in the overflow behind a full one. Null when neither
+   * has room (the caller leaves it at rest).
+   */
+  admitHeld(msg: Message): 'ready' | 'overflow' | null {
     this.held++;
-    if (this.readyQueue.insert(msg)) return true;
+    if (this.#overflow.length === 0 && this.readyQueue.insert(msg)) return 'ready';
+    if (this.#overflow.length < this.#overflowCap()) {
+      if (this.#overflow.length > 0) this.readyQueue.fullCount++;
+      this.#overflow.push(msg);
+      return 'overflow';
+    }
     this.held--;
-    return false;
+    return null;
   }
 
   /** A message is now at rest in the spool, due at `due`. */
@@ -114,7 +149,21 @@ export class ScheduledQueue {
       });
   }
 
+  /** Move the overflow on; false while some of it still waits for room. */
+  #pumpOverflow(): boolean {
+    const suspension = this.#activeSuspension();
+    while (this.#overflow.length > 0) {
+      if (!suspension && this.readyQueue.room() === 0) return false;
+      const msg = this.#overflow.shift() as Message;
+      if (this.host.bounceMatch(this, msg)) continue;
+      if (suspension) this.host.suspendedAtPromotion(this, msg, suspension);
+      else this.readyQueue.insert(msg);
+    }
+    return true;
+  }
+
   async #pumpLoop(): Promise<void> {
+    if (this.readyQueue.stopping || !this.#pumpOverflow()) return;
     for (;;) {
       if (this.atRest === 0 || this.readyQueue.stopping) return;
       const now = this.clock.now();

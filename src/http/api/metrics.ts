@@ -24,7 +24,7 @@ export function buildRegistry(engine: () => Engine, daemon: DaemonCounters): Reg
     new Counter({ name, help, labelNames, registers: [registry], collect() { this.reset(); read(this); } });
 
   gauge('scheduled_count', 'messages waiting in a scheduled queue', ['queue'], (g) => {
-    for (const sq of engine().manager.scheduledQueues()) g.set({ queue: sq.name }, sq.atRest);
+    for (const sq of engine().manager.scheduledQueues()) g.set({ queue: sq.name }, sq.waiting);
   });
   gauge('scheduled_queue_count', 'number of scheduled queues', [], (g) => g.set(engine().manager.scheduledQueues().length));
   gauge('ready_count', 'messages in a ready queue', ['service'], (g) => {
