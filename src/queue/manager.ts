@@ -60,6 +60,7 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
   readonly #pending = new Map<string, Promise<ScheduledQueue>>();
   readonly #ready = new Map<string, ReadyQueue>();
   readonly #pumpSoon = new Set<ScheduledQueue>();
+  #pumpScheduled = false;
   readonly bounces: AdminBounce[] = [];
   readonly #o: QueueManagerOptions;
   readonly #rand: () => number;
@@ -148,8 +149,10 @@ export class QueueManager implements OutcomeSink, ScheduledQueueHost {
     for (const sq of this.#scheduled.values()) {
       if (sq.readyQueue === rq && sq.waiting > 0) this.#pumpSoon.add(sq);
     }
-    if (this.#pumpSoon.size === 1) {
+    if (this.#pumpSoon.size > 0 && !this.#pumpScheduled) {
+      this.#pumpScheduled = true;
       setImmediate(() => {
+        this.#pumpScheduled = false;
         const list = [...this.#pumpSoon];
         this.#pumpSoon.clear();
         for (const sq of list) sq.pump();
