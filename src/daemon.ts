@@ -19,6 +19,7 @@ import { LuaVM } from './lua/vm.js';
 import { describeError } from './lua/check.js';
 import { PolicyWatcher } from './lua/epoch.js';
 import { ApiServer } from './http/server.js';
+import { splitListen } from './http/listen.js';
 import { injectRoutes } from './http/api/inject-v1.js';
 import { logRecordRoutes } from './http/api/log-records-v1.js';
 import { adminRoutes } from './http/api/admin-v1.js';
@@ -199,12 +200,12 @@ function bridgeRecords(engine: Engine, logs: EventLogStore, logId: string, logge
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new SluiceError('SLUICE_ERR_INVALID_ARGUMENT', `invalid listen address '${listen}': expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0`);
+  const r = splitListen(listen);
+  if ('problem' in r) {
+    const why = r.problem === 'expected HOST:PORT' ? '' : ` (${r.problem})`;
+    throw new SluiceError('SLUICE_ERR_INVALID_ARGUMENT', `invalid listen address '${listen}': expected HOST:PORT, such as 127.0.0.1:8000 or [::1]:0${why}`);
   }
-  return { host: (m[1] ?? m[2]) as string, port };
+  return r;
 }
 
 /** What changed between two policies that only a restart applies (settings made in init). */

@@ -7,31 +7,22 @@
  * Prints `running server at http://HOST:PORT` once listening (the real port
  * when 0 is asked for). SIGINT or SIGTERM stops it with exit 0.
  */
-import net from 'node:net';
 import type { CommandModule } from 'yargs';
 import { startReceiver } from '../egress/receive.js';
 import { fail } from './client.js';
+import { splitListen } from '../http/listen.js';
 
 interface ReceiveArgs {
   secret?: string;
   listen: string;
 }
 
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
 /** `HOST:PORT` (IPv6 as `[::1]:PORT`) → its parts; throws with a message naming the problem. */
 export function parseListen(value: string): { host: string; port: number } {
   const usage = `--listen must be HOST:PORT, e.g. 127.0.0.1:9000 or [::1]:9000 (0.0.0.0:9000 for all interfaces; port 0 picks a free one), got ${JSON.stringify(value)}`;
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(value);
-  if (!m) throw new Error(usage);
-  const host = m[1] ?? m[2] ?? '';
-  const port = Number(m[3]);
-  if (m[1] !== undefined && net.isIPv6(host) === false) throw new Error(`${usage}: ${host} is not an IPv6 address`);
-  if (m[2] !== undefined && !net.isIPv4(host) && !HOSTNAME_RE.test(host)) {
-    throw new Error(host === '' ? `${usage}: the host is missing` : `${usage}: ${JSON.stringify(host)} is not an IP address or host name`);
-  }
-  if (port > 65535) throw new Error(`${usage}: port ${port} is above 65535`);
-  return { host, port };
+  const r = splitListen(value);
+  if ('problem' in r) throw new Error(r.problem === 'expected HOST:PORT' ? usage : `${usage}: ${r.problem}`);
+  return r;
 }
 
 export const receiveCommand: CommandModule<object, ReceiveArgs> = {
