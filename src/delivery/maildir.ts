@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random.js';
 import type { Message } from '../queue/message.js';
 import type { MaildirProtocol } from '../queue/config.js';
 import type { Connector, DeliveryConnection } from './connector.js';
@@ -32,7 +32,7 @@ export class MaildirConnector implements Connector {
       async deliver(batch: readonly Message[]): Promise<Outcome> {
         try {
           for (const m of batch) {
-            const name = `${Date.now()}.${m.id}.${randomBytes(4).toString('hex')}.${os.hostname()}`;
+            const name = `${Date.now()}.${m.id}.${randomHex(4)}.${os.hostname()}`;
             const tmp = path.join(root, 'tmp', name);
             await fs.writeFile(tmp, m.data, { mode: fileMode, flush: true });
             await fs.rename(tmp, path.join(root, 'new', name));

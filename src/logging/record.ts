@@ -126,8 +126,15 @@ export function buildRecord(message: Message, event: RecordEvent, capture: Captu
 
 /** `2026-01-01T00:00:00.123000000Z`: RFC 3339 with nanosecond digits, as KumoMTA writes it. */
 export function rfc3339(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+  if (ms === lastRfc3339Ms) return lastRfc3339;
+  const s = new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+  lastRfc3339Ms = ms;
+  lastRfc3339 = s;
+  return s;
 }
+// Records made in the same second share their timestamps: remember the last one.
+let lastRfc3339Ms = NaN;
+let lastRfc3339 = '';
 
 /**
  * Meta capture (§3.4): an exact name is included when present and not null;

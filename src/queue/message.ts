@@ -2,7 +2,7 @@
  * A message: what moves through the queues. Log records become messages
  * too (their data is the record JSON), exactly as in KumoMTA.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random.js';
 
 export interface MessageInit {
   id?: string;
@@ -128,7 +128,7 @@ export function userOf(address: string): string {
  * back from an id; the rest are random.
  */
 export function newMessageId(created = Date.now()): string {
-  return created.toString(16).padStart(12, '0').slice(-12) + randomBytes(10).toString('hex');
+  return created.toString(16).padStart(12, '0').slice(-12) + randomHex(10);
 }
 
 /** The creation time (unix ms) encoded in an id made by newMessageId. */

@@ -60,4 +60,6 @@ export interface Spool {
   size(): Promise<number>;
   /** Commit what is pending and close. */
   close(): Promise<void>;
+  /** Group-commit counters, for metrics (a spool without group commit leaves this out). */
+  readonly stats?: { readonly commits: number; readonly writes: number; readonly failedCommits: number };
 }

@@ -226,6 +226,11 @@ describe('bad input to sluice serve', () => {
     expect(value('policy_reload_total{result="ok"}')).toBe(0);
     expect(value('policy_reload_total{result="error"}')).toBe(0);
     expect(text).toContain('# TYPE policy_reload_total counter');
+    // Every accepted record was inserted and removed: at least two writes each, in at least one commit.
+    const commits = value('spool_commits_total')!;
+    expect(commits).toBeGreaterThan(0);
+    expect(value('spool_commit_writes_total')).toBeGreaterThanOrEqual(Math.max(commits, 2 * 6));
+    expect(value('spool_commit_failures_total')).toBe(0);
 
     const j = await fetch(`${daemon.url}/metrics.json`);
     expect(j.status).toBe(200);

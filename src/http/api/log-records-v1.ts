@@ -9,7 +9,7 @@
  * are required, the rest get KumoMTA's defaults when absent. Unknown fields
  * and wrong types are 400s naming the field.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../random.js';
 import type { Engine } from '../../engine.js';
 import type { Route } from '../server.js';
 import { RECORD_TYPES } from '../../logging/hook-config.js';
@@ -72,7 +72,7 @@ export function parseRecord(v: unknown, field: string): JsonLogRecord {
   return {
     ...(o as Json),
     type,
-    id: (o.id as string | undefined) ?? randomBytes(16).toString('hex'),
+    id: (o.id as string | undefined) ?? randomHex(16),
     sender: o.sender,
     recipient: recipient as string | string[],
     queue: (o.queue as string | undefined) ?? '',

@@ -60,6 +60,9 @@ export function buildRegistry(engine: () => Engine, daemon: DaemonCounters): Reg
   });
   counter('total_messages_expired', 'messages that reached max_age', [], (c) => c.inc(engine().manager.totals.expired));
   counter('total_messages_admin_bounced', 'messages removed by an admin bounce', [], (c) => c.inc(engine().manager.totals.admin_bounced));
+  counter('spool_commits_total', 'spool group commits (each one fsync)', [], (c) => c.inc(engine().spool.stats?.commits ?? 0));
+  counter('spool_commit_writes_total', 'spool writes committed by those group commits', [], (c) => c.inc(engine().spool.stats?.writes ?? 0));
+  counter('spool_commit_failures_total', 'spool group commits that failed (their writes were rejected)', [], (c) => c.inc(engine().spool.stats?.failedCommits ?? 0));
   counter('policy_reload_total', 'policy reloads by result', ['result'], (c) => {
     c.inc({ result: 'ok' }, daemon.reloadsOk);
     c.inc({ result: 'error' }, daemon.reloadsFailed);
