@@ -16,7 +16,7 @@ import { systemClock, type Clock } from './queue/clock.js';
 import { QueueManager } from './queue/manager.js';
 import { Message } from './queue/message.js';
 import type { Spool } from './queue/spool.js';
-import { SqliteSpool } from './queue/sqlite-spool.js';
+import { WorkerSpool } from './queue/worker-spool.js';
 import { SluiceError } from './errors.js';
 import type { LuaServices } from './lua/modules/sluice.js';
 import type { RecordEvent } from './logging/record.js';
@@ -71,7 +71,7 @@ export class Engine {
     const logger = opts.logger ?? createLogger();
     const vm = await LuaVM.load({ policyPath: opts.policyPath, logger, instructionLimit: opts.instructionLimit, services: opts.services });
     await vm.startup();
-    const spool = opts.spool ?? SqliteSpool.open(opts.dataDir);
+    const spool = opts.spool ?? (await WorkerSpool.open(opts.dataDir));
     const engine = new Engine(vm, spool, opts, logger);
     let restored: number;
     try {

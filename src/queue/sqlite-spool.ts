@@ -149,6 +149,15 @@ export class SqliteSpool implements Spool {
     }
   }
 
+  /**
+   * Open the spool without taking the data directory lock, for a caller that
+   * holds it already (the spool thread of WorkerSpool, whose main thread
+   * holds the lock).
+   */
+  static openUnlocked(dataDir: string, opts: SqliteSpoolOptions = {}): SqliteSpool {
+    return new SqliteSpool(path.resolve(dataDir), { path: '', release: () => undefined }, opts);
+  }
+
   private constructor(dataDir: string, lock: DataDirLock, opts: SqliteSpoolOptions) {
     this.dataDir = dataDir;
     this.lock = lock;

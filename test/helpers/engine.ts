@@ -1,6 +1,7 @@
 /** Start an Engine on a policy, with a fake clock and its own data directory. */
 import path from 'node:path';
 import { Engine } from '../../src/engine.js';
+import { WorkerSpool } from '../../src/queue/worker-spool.js';
 import { captureLogger, tempDir, writePolicy } from './policy.js';
 import { FakeClock } from './fake-clock.js';
 
@@ -10,6 +11,9 @@ export async function startEngine(source: string, opts: { clock?: FakeClock; ran
   const dataDir = opts.dataDir ?? path.join(tempDir('sluice-data-'), 'data');
   const { logger, entries } = captureLogger();
   const engine = await Engine.start({ policyPath, dataDir, clock, logger, rand: opts.rand });
+  // The spool answers from its own thread, in real time: let the clock wait for it.
+  const spool = engine.spool;
+  if (spool instanceof WorkerSpool) clock.busy = () => spool.pendingCalls > 0;
   return { engine, clock, logs: entries, dataDir, policyPath };
 }
 

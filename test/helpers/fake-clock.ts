@@ -16,6 +16,12 @@ export class FakeClock implements Clock {
   #t: number;
   #seq = 0;
   #timers: Pending[] = [];
+  /**
+   * True while work started by a timer still waits on real I/O that the
+   * clock must not run ahead of (the spool thread's replies). `advance`
+   * waits, in real time, until it is false before firing the next timer.
+   */
+  busy: () => boolean = () => false;
 
   constructor(start = Date.UTC(2026, 0, 1)) {
     this.#t = start;
@@ -47,10 +53,19 @@ export class FakeClock implements Clock {
       this.#timers.shift();
       this.#t = Math.max(this.#t, next.at);
       next.fn();
-      await settle();
+      await this.quiet();
     }
     this.#t = target;
+    await this.quiet();
+  }
+
+  /** Let promise callbacks and immediates run, and wait out `busy`. */
+  async quiet(): Promise<void> {
     await settle();
+    while (this.busy()) {
+      await new Promise((r) => setTimeout(r, 1));
+      await settle();
+    }
   }
 }
 

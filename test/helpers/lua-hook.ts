@@ -191,7 +191,7 @@ export function logRecords(clock: FakeClock, n: number): JsonLogRecord[] {
  */
 export async function advanceTo(clock: FakeClock, at: number): Promise<void> {
   if (at > clock.now()) await clock.advance(at - clock.now());
-  await settle();
+  await clock.quiet();
 }
 
 /** The earliest pending timer at or after `from`, waiting (real time) for one to be set. */
