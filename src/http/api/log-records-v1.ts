@@ -23,6 +23,8 @@ const RECORD_FIELDS = [
   'tls_protocol_version', 'tls_peer_subject_name', 'provider_name', 'session_id',
 ];
 
+const OPTIONAL_FIELDS = ['tls_cipher', 'tls_protocol_version', 'tls_peer_subject_name', 'provider_name', 'session_id'] as const;
+
 /** Most records accepted in one request. */
 export const MAX_RECORDS_PER_REQUEST = 10_000;
 
@@ -66,12 +68,12 @@ export function parseRecord(v: unknown, field: string): JsonLogRecord {
     if (o[k] !== undefined && o[k] !== null && typeof o[k] !== 'string') throw bad(f(k), `expected a string or null, got ${kind(o[k])}`);
   }
   const response = o.response === undefined ? { code: 250, enhanced_code: null, content: '', command: null } : parseResponse(o.response, f('response'));
-  const now = Date.now();
-  const timestamp = (o.timestamp as number | undefined) ?? Math.floor(now / 1000);
+  const timestamp = (o.timestamp as number | undefined) ?? Math.floor(Date.now() / 1000);
   const created = (o.created as number | undefined) ?? timestamp;
-  return {
-    ...(o as Json),
-    type,
+  // One object literal in buildRecord's field order: every record gets the
+  // same hidden class, which keeps building and serialising it fast.
+  const record: JsonLogRecord = {
+    type: type as JsonLogRecord['type'],
     id: (o.id as string | undefined) ?? randomHex(16),
     sender: o.sender,
     recipient: recipient as string | string[],
@@ -90,12 +92,15 @@ export function parseRecord(v: unknown, field: string): JsonLogRecord {
     egress_source: (o.egress_source as string | null | undefined) ?? null,
     source_address: o.source_address ?? null,
     feedback_report: o.feedback_report ?? null,
-    meta: (o.meta as Json | undefined) ?? {},
+    meta: (o.meta as Record<string, unknown> | undefined) ?? {},
     headers: (o.headers as JsonLogRecord['headers'] | undefined) ?? {},
     delivery_protocol: (o.delivery_protocol as string | null | undefined) ?? null,
     reception_protocol: (o.reception_protocol as string | null | undefined) ?? null,
     nodeid: (o.nodeid as string | undefined) ?? NODE_ID,
-  } as JsonLogRecord;
+  };
+  // The optional fields, only when given (KumoMTA leaves them out otherwise).
+  for (const k of OPTIONAL_FIELDS) if (o[k] !== undefined) (record as unknown as Json)[k] = o[k];
+  return record;
 }
 
 function parseResponse(v: unknown, field: string): JsonLogRecord['response'] {
