@@ -186,13 +186,15 @@ export class LogHub {
       hook.templates.set(record.type, template);
     }
     const body = renderRecordBody(record, template);
-    return new Message({
+    const msg = new Message({
       sender: record.sender,
       recipients,
       data: body,
       meta: { ...record.meta, log_record: record, reception_protocol: 'LogRecord' },
       created: this.#o.now?.(),
     });
+    if (template === undefined) msg.recordOfData = record;
+    return msg;
   }
 
   async #filtered(event: string, msg: Message, write: () => void): Promise<void> {

@@ -26,6 +26,12 @@ export class Message {
   readonly created: number;
   numAttempts: number;
   due: number | undefined;
+  /**
+   * The log record whose JSON `data` is (a log hook message without a
+   * template). While `meta.log_record` is still this object, the spool
+   * stores the record once.
+   */
+  recordOfData: object | undefined;
 
   constructor(init: MessageInit) {
     this.created = init.created ?? Date.now();

@@ -219,7 +219,7 @@ export class ScheduledQueue {
 }
 
 export function messageFromRecord(rec: SpoolRecord): Message {
-  return new MessageClass({
+  const msg = new MessageClass({
     id: rec.id,
     sender: rec.sender,
     recipients: rec.recipients,
@@ -229,6 +229,8 @@ export function messageFromRecord(rec: SpoolRecord): Message {
     numAttempts: rec.attempts,
     due: rec.due,
   });
+  if (rec.recordInData && typeof rec.meta.log_record === 'object') msg.recordOfData = rec.meta.log_record as object;
+  return msg;
 }
 
 export function recordFromMessage(msg: Message, queue: string, due: number): SpoolRecord {
@@ -242,5 +244,6 @@ export function recordFromMessage(msg: Message, queue: string, due: number): Spo
     recipients: msg.recipients,
     meta: msg.meta,
     data: msg.data,
+    recordInData: msg.recordOfData !== undefined && msg.meta.log_record === msg.recordOfData,
   };
 }

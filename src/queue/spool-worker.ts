@@ -14,8 +14,8 @@ export interface WorkerData {
 }
 
 export type SpoolMethod =
-  | 'ready' | 'insert' | 'reschedule' | 'updateMeta' | 'remove'
-  | 'claimDue' | 'nextDue' | 'counts' | 'releaseAll' | 'size' | 'close';
+  | 'ready' | 'insertRow' | 'reschedule' | 'updateMetaJson' | 'remove'
+  | 'claimDueRows' | 'nextDue' | 'counts' | 'releaseAll' | 'size' | 'close';
 
 export interface SpoolCall {
   id: number;
@@ -69,11 +69,11 @@ function invoke(spool: SqliteSpool, call: SpoolCall): Promise<unknown> {
   // The arguments are the Spool method's own, as WorkerSpool passed them.
   const a = call.args as [never, never, never, never, never];
   switch (call.method) {
-    case 'insert': return spool.insert(a[0], a[1]);
+    case 'insertRow': return spool.insertRow(a[0]);
     case 'reschedule': return spool.reschedule(a[0], a[1], a[2], a[3], a[4]);
-    case 'updateMeta': return spool.updateMeta(a[0], a[1]);
+    case 'updateMetaJson': return spool.updateMetaJson(a[0], a[1]);
     case 'remove': return spool.remove(a[0]);
-    case 'claimDue': return spool.claimDue(a[0], a[1], a[2]);
+    case 'claimDueRows': return spool.claimDueRows(a[0], a[1], a[2]);
     case 'nextDue': return spool.nextDue(a[0]);
     case 'counts': return spool.counts();
     case 'releaseAll': return spool.releaseAll();

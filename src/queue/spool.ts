@@ -26,6 +26,11 @@ export interface SpoolRecord {
   recipients: string[];
   meta: Record<string, unknown>;
   data: Uint8Array | string;
+  /**
+   * `data` is the JSON of `meta.log_record` (a log hook message without a
+   * template): a spool may store the record once and rebuild it from data.
+   */
+  recordInData?: boolean;
 }
 
 export interface QueueCount {

@@ -17,14 +17,21 @@
  * Reads (claimDue, counts, size, releaseAll) first flush the queued writes
  * synchronously, so they see every write made before them.
  *
- * Schema (user_version 1):
+ * Schema (user_version 2):
  *   messages(seq INTEGER PRIMARY KEY, id TEXT UNIQUE, queue, due, attempts,
- *            created, held 0/1, sender, recipients JSON, meta JSON, data)
+ *            created, held 0/1, sender, recipients JSON, meta JSON, data,
+ *            record_in_data 0/1)
  *   index messages_claim ON (queue, held, due)  -- rowid (seq) is implied last
  * `seq` is the rowid: it gives the insertion order that breaks ties between
  * equal due times, and the index (queue, held, due, seq) serves claimDue's
  * `ORDER BY due, seq` without sorting. `data` has BLOB affinity, so a string
  * stays TEXT and a Uint8Array stays a BLOB, byte for byte.
+ *
+ * `record_in_data` = 1 says the stored meta leaves out `log_record` because
+ * `data` is that record's JSON (a log hook message without a template, see
+ * SpoolRecord.recordInData): reading the row puts it back from `data`. A log
+ * hook message is then stored once, not twice. Version 1 spools are migrated
+ * by adding the column (0 for their rows).
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -33,7 +40,7 @@ import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import type { QueueCount, Spool, SpoolRecord } from './spool.js';
 
 export const SPOOL_FILE = 'spool.db';
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export interface SqliteSpoolOptions {
   /**
@@ -86,8 +93,15 @@ interface Row {
   sender: string;
   recipients: string;
   meta: string;
-  data: Buffer | string | null;
+  data: Buffer | Uint8Array | string | null;
+  record_in_data: number;
 }
+
+/** A message row as the insert statement takes it (see encodeInsert). */
+export type InsertRow = [
+  id: string, queue: string, due: number, attempts: number, created: number, held: 0 | 1,
+  sender: string, recipients: string, meta: string, data: Uint8Array | string, recordInData: 0 | 1,
+];
 
 const DDL = `
 CREATE TABLE messages (
@@ -101,7 +115,8 @@ CREATE TABLE messages (
   sender     TEXT    NOT NULL,
   recipients TEXT    NOT NULL,
   meta       TEXT    NOT NULL,
-  data       BLOB
+  data       BLOB,
+  record_in_data INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_claim ON messages (queue, held, due);
 `;
@@ -186,14 +201,14 @@ export class SqliteSpool implements Spool {
 
     this.stmts = {
       insert: db.prepare(
-        `INSERT INTO messages (id, queue, due, attempts, created, held, sender, recipients, meta, data)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO messages (id, queue, due, attempts, created, held, sender, recipients, meta, data, record_in_data)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       reschedule: db.prepare(`UPDATE messages SET queue = ?, due = ?, attempts = ?, held = ? WHERE id = ?`),
-      updateMeta: db.prepare(`UPDATE messages SET meta = ? WHERE id = ?`),
+      updateMeta: db.prepare(`UPDATE messages SET meta = ?, record_in_data = 0 WHERE id = ?`),
       remove: db.prepare(`DELETE FROM messages WHERE id = ?`),
       selectDue: db.prepare<[string, number, number], Row>(
-        `SELECT seq, id, queue, due, attempts, created, sender, recipients, meta, data
+        `SELECT seq, id, queue, due, attempts, created, sender, recipients, meta, data, record_in_data
          FROM messages WHERE queue = ? AND held = 0 AND due <= ? ORDER BY due, seq LIMIT ?`,
       ),
       markHeld: db.prepare<[number]>(`UPDATE messages SET held = 1 WHERE seq = ?`),
@@ -236,22 +251,12 @@ export class SqliteSpool implements Spool {
   // ---- writes (group-committed) ----
 
   insert(rec: SpoolRecord, held: boolean): Promise<void> {
-    return this.enqueue(() => ({
-      kind: 'insert',
-      id: rec.id,
-      params: [
-        rec.id,
-        rec.queue,
-        rec.due,
-        rec.attempts,
-        rec.created,
-        held ? 1 : 0,
-        rec.sender,
-        JSON.stringify(rec.recipients),
-        JSON.stringify(rec.meta ?? {}),
-        rec.data,
-      ],
-    }));
+    return this.enqueue(() => ({ kind: 'insert', id: rec.id, params: encodeInsert(rec, held) }));
+  }
+
+  /** insert() of a row already encoded with encodeInsert (by the thread that made the message). */
+  insertRow(row: InsertRow): Promise<void> {
+    return this.enqueue(() => ({ kind: 'insert', id: row[0], params: row }));
   }
 
   reschedule(id: string, queue: string, due: number, attempts: number, held: boolean): Promise<void> {
@@ -262,6 +267,11 @@ export class SqliteSpool implements Spool {
     return this.enqueue(() => ({ kind: 'updateMeta', id, params: [JSON.stringify(meta ?? {}), id] }));
   }
 
+  /** updateMeta() with the meta already written as JSON. */
+  updateMetaJson(id: string, metaJson: string): Promise<void> {
+    return this.enqueue(() => ({ kind: 'updateMeta', id, params: [metaJson, id] }));
+  }
+
   remove(id: string): Promise<void> {
     return this.enqueue(() => ({ kind: 'remove', id, params: [id] }));
   }
@@ -269,6 +279,11 @@ export class SqliteSpool implements Spool {
   // ---- reads (flush first, then synchronous) ----
 
   claimDue(queue: string, now: number, limit: number): Promise<SpoolRecord[]> {
+    return this.claimDueRows(queue, now, limit).then((rows) => rows.map(decodeRow));
+  }
+
+  /** claimDue() without decoding the rows (decodeRow), for the thread that will use them to do it. */
+  claimDueRows(queue: string, now: number, limit: number): Promise<SpoolRow[]> {
     return this.read('claimDue', () => {
       if (!(limit > 0)) return [];
       // The held flag only matters within this run (releaseAll resets it at
@@ -284,7 +299,7 @@ export class SqliteSpool implements Spool {
         if (full) this.db.pragma('synchronous = FULL');
       }
       if (rows.length > 0) this.stats.claims++;
-      return rows.map(toRecord);
+      return rows;
     });
   }
 
@@ -428,6 +443,13 @@ function migrate(db: Database.Database): void {
       `the spool ${db.name} has schema version ${version}, newer than this sluice supports (${SCHEMA_VERSION}); run a newer sluice`,
     );
   }
+  if (version === 1) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE messages ADD COLUMN record_in_data INTEGER NOT NULL DEFAULT 0');
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }).immediate();
+    return;
+  }
   // version 0: a new database (or one that is not a sluice spool)
   db.transaction(() => {
     const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[];
@@ -447,12 +469,36 @@ function isConstraintError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT');
 }
 
-function toRecord(r: Row): SpoolRecord {
+/**
+ * The insert statement's parameters for a record. Throws if meta or
+ * recipients cannot be written as JSON (a cycle, a BigInt).
+ */
+export function encodeInsert(rec: SpoolRecord, held: boolean): InsertRow {
+  const meta = rec.meta ?? {};
+  let metaJson: string;
+  let recordInData: 0 | 1 = 0;
+  if (rec.recordInData && meta.log_record !== undefined && typeof rec.data === 'string') {
+    // The record is the data's JSON already: store the rest of meta only.
+    const { log_record: _, ...rest } = meta;
+    metaJson = JSON.stringify(rest);
+    recordInData = 1;
+  } else {
+    metaJson = JSON.stringify(meta);
+  }
+  return [rec.id, rec.queue, rec.due, rec.attempts, rec.created, held ? 1 : 0, rec.sender, JSON.stringify(rec.recipients), metaJson, rec.data, recordInData];
+}
+
+/** A message row as claimDueRows returns it. */
+export type SpoolRow = Omit<Row, 'seq'>;
+
+/** A stored row back to the record that was inserted. */
+export function decodeRow(r: SpoolRow): SpoolRecord {
   let data: Uint8Array | string;
   if (typeof r.data === 'string') data = r.data;
   else if (r.data == null) data = new Uint8Array(0);
   else data = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
-  return {
+  const meta = JSON.parse(r.meta) as Record<string, unknown>;
+  const rec: SpoolRecord = {
     id: r.id,
     queue: r.queue,
     due: r.due,
@@ -460,8 +506,12 @@ function toRecord(r: Row): SpoolRecord {
     created: r.created,
     sender: r.sender,
     recipients: JSON.parse(r.recipients) as string[],
-    meta: JSON.parse(r.meta) as Record<string, unknown>,
+    meta,
     data,
   };
+  if (r.record_in_data && typeof data === 'string') {
+    meta.log_record = JSON.parse(data);
+    rec.recordInData = true;
+  }
+  return rec;
 }
-

@@ -340,6 +340,58 @@ describe('SqliteSpool', () => {
     expect(() => SqliteSpool.open(dir2)).toThrow(expect.objectContaining({ code: 'SLUICE_ERR_SPOOL', message: expect.stringContaining('newer') }));
   });
 
+  it('stores a log hook message once: the record is rebuilt from the data', async () => {
+    const dir = tmpDir();
+    const spool = open(dir);
+    const record = { type: 'Delivery', id: 'r1', size: 27_083, response: { code: 250, content: 'OK' }, meta: { k: [1, null] } };
+    const data = `${JSON.stringify(record)}\n`;
+    const meta = { tenant: 't', log_record: record, reception_protocol: 'LogRecord' };
+    await spool.insert(rec('hooked', { data, meta, recordInData: true }), false);
+    await spool.insert(rec('templated', { data: 'Delivery r1\n', meta, recordInData: false }), false);
+    await spool.insert(rec('bytes', { data: new Uint8Array([1, 2]), meta, recordInData: true }), false); // only text data qualifies
+    await spool.flush();
+
+    const raw = new Database(path.join(dir, SPOOL_FILE), { readonly: true });
+    const rows = raw.prepare('SELECT id, meta, record_in_data AS f FROM messages ORDER BY seq').all() as { id: string; meta: string; f: number }[];
+    raw.close();
+    expect(rows.map((r) => [r.id, r.f, 'log_record' in JSON.parse(r.meta)])).toEqual([['hooked', 1, false], ['templated', 0, true], ['bytes', 0, true]]);
+
+    const claimed = await spool.claimDue('q', T0, 10);
+    expect(claimed.map((r) => [r.id, r.meta, r.recordInData ?? false])).toEqual([
+      ['hooked', meta, true],
+      ['templated', meta, false],
+      ['bytes', meta, false],
+    ]);
+
+    // A meta update is stored whole (the policy may have changed log_record).
+    await spool.updateMeta('hooked', { log_record: { changed: true } });
+    await spool.reschedule('hooked', 'q', T0, 1, false);
+    const [again] = await spool.claimDue('q', T0, 10);
+    expect(again!.meta).toEqual({ log_record: { changed: true } });
+    expect(again!.recordInData).toBeUndefined();
+  });
+
+  it('migrates a version 1 spool, keeping its messages', async () => {
+    const dir = tmpDir();
+    const db = new Database(path.join(dir, SPOOL_FILE));
+    db.exec(`CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, queue TEXT NOT NULL, due INTEGER NOT NULL,
+      attempts INTEGER NOT NULL, created INTEGER NOT NULL, held INTEGER NOT NULL, sender TEXT NOT NULL, recipients TEXT NOT NULL,
+      meta TEXT NOT NULL, data BLOB);
+      CREATE INDEX messages_claim ON messages (queue, held, due);`);
+    db.prepare('INSERT INTO messages (id, queue, due, attempts, created, held, sender, recipients, meta, data) VALUES (?,?,?,?,?,?,?,?,?,?)')
+      .run('old', 'q', T0, 2, T0, 1, 'from@example.com', '["to@example.com"]', '{"log_record":{"id":"x"}}', '{"id":"x"}\n');
+    db.pragma('user_version = 1');
+    db.close();
+    const spool = open(dir);
+    expect(await spool.releaseAll()).toBe(1);
+    const [m] = await spool.claimDue('q', T0, 10);
+    expect(m).toMatchObject({ id: 'old', attempts: 2, meta: { log_record: { id: 'x' } }, data: '{"id":"x"}\n' });
+    await spool.close();
+    const check = new Database(path.join(dir, SPOOL_FILE), { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    check.close();
+  });
+
   it('works with synchronous=NORMAL too', async () => {
     const dir = tmpDir();
     const spool = open(dir, { synchronous: 'NORMAL' });

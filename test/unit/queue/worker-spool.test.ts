@@ -96,6 +96,15 @@ describe('WorkerSpool', () => {
     expect(await spool.size()).toBe(2);
   });
 
+  it('stores a log hook message once across the thread and rebuilds its record', async () => {
+    const spool = await open(tmpDir());
+    const record = { type: 'Delivery', id: 'r9', headers: { Subject: 'x' } };
+    const meta = { log_record: record, reception_protocol: 'LogRecord' };
+    await spool.insert(rec('h', { data: `${JSON.stringify(record)}\n`, meta, recordInData: true }), false);
+    const [got] = await spool.claimDue('q', T0, 1);
+    expect(got).toMatchObject({ id: 'h', meta, recordInData: true });
+  });
+
   it('sends the calls of one turn together: one commit, in call order', async () => {
     const spool = await open(tmpDir());
     await spool.size(); // the open itself is behind us
@@ -112,7 +121,7 @@ describe('WorkerSpool', () => {
     expect(rows.map((r) => [r.id, r.attempts])).toEqual([['y', 2]]);
   });
 
-  it('rejects only the faulty calls: duplicate id, unknown id, a cyclic meta, a meta that cannot cross threads', async () => {
+  it('rejects only the faulty calls: duplicate id, unknown id, a cyclic meta, a BigInt in meta', async () => {
     const spool = await open(tmpDir());
     await spool.insert(rec('dup'), false);
     const cyclic: Record<string, unknown> = {};
@@ -122,7 +131,7 @@ describe('WorkerSpool', () => {
       spool.insert(rec('dup'), false),
       spool.updateMeta('ghost', {}),
       spool.updateMeta('ok1', cyclic),
-      spool.insert(rec('fn', { meta: { f: () => 1 } }), false),
+      spool.insert(rec('big', { meta: { n: 10n } }), false),
       spool.insert(rec('ok2'), false),
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected', 'rejected', 'fulfilled']);
@@ -133,8 +142,8 @@ describe('WorkerSpool', () => {
     }
     expect(reasons[0]!.message).toMatch(/insert of message dup failed: UNIQUE constraint failed/);
     expect(reasons[1]!.message).toContain('no message ghost');
-    expect(reasons[2]!.message).toMatch(/cannot store message/);
-    expect(reasons[3]!.message).toMatch(/cannot store message: .*could not be cloned/);
+    expect(reasons[2]!.message).toMatch(/cannot store message: Converting circular structure/);
+    expect(reasons[3]!.message).toMatch(/cannot store message: Do not know how to serialize a BigInt/);
     expect(await spool.size()).toBe(3);
     expect(spool.stats.failedCommits).toBe(0);
   });
