@@ -89,7 +89,8 @@ export class WorkerSpool implements Spool {
     this.file = path.join(dataDir, SPOOL_FILE);
     this.#lock = lock;
     const workerData: WorkerData = { dataDir, opts };
-    this.#worker = new Worker(workerUrl(), { workerData, name: 'sluice-spool' });
+    // The thread's objects are short-lived rows: a small young generation keeps its memory small.
+    this.#worker = new Worker(workerUrl(), { workerData, name: 'sluice-spool', resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     this.#worker.on('message', (replies: SpoolReply[]) => this.#onReplies(replies));
     this.#worker.on('error', (err) => this.#fail(`the spool thread failed: ${err.message}`, err));
     this.#worker.on('exit', (code) => {
