@@ -17,6 +17,7 @@ import { installArrayMetatable, pushValue, toValue } from './convert.js';
 import { installJsonProxy } from './json-proxy.js';
 import { EventRegistry, isMultiple } from './events.js';
 import { installNumberFormatting, patchProtectedCalls } from './fengari-patches.js';
+import { installFastFormat, originalFormat } from './format.js';
 import { decodeString, key, pushString, type LuaState } from './lstr.js';
 import { openModules } from './modules/index.js';
 import { readReject } from './modules/kumo-reject.js';
@@ -99,7 +100,9 @@ export class LuaVM {
     installJsonProxy(this.L);
     this.#setPackagePath();
     openModules(this);
+    const format = originalFormat(this.L);
     this.#runPrelude();
+    installFastFormat(this.L, format);
   }
 
   /** Create a VM and run the policy's top level. Errors name the file and line. */
