@@ -510,8 +510,26 @@ export function decodeRow(r: SpoolRow): SpoolRecord {
     data,
   };
   if (r.record_in_data && typeof data === 'string') {
-    meta.log_record = JSON.parse(data);
+    lazyRecord(meta, data);
     rec.recordInData = true;
   }
   return rec;
+}
+
+/**
+ * `meta.log_record` parsed from `data` when first read: delivering an
+ * unbatched hook message sends `data` and never looks at the record. The
+ * property turns into a plain one on the first read or write.
+ */
+function lazyRecord(meta: Record<string, unknown>, data: string): void {
+  const settle = (value: unknown) => {
+    Object.defineProperty(meta, 'log_record', { value, writable: true, enumerable: true, configurable: true });
+    return value;
+  };
+  Object.defineProperty(meta, 'log_record', {
+    enumerable: true,
+    configurable: true,
+    get: () => settle(JSON.parse(data)),
+    set: settle,
+  });
 }

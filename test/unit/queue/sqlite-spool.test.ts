@@ -357,6 +357,13 @@ describe('SqliteSpool', () => {
     expect(rows.map((r) => [r.id, r.f, 'log_record' in JSON.parse(r.meta)])).toEqual([['hooked', 1, false], ['templated', 0, true], ['bytes', 0, true]]);
 
     const claimed = await spool.claimDue('q', T0, 10);
+    // The record is parsed when first read, then is a plain property that can be replaced.
+    const lazy = claimed[0]!.meta;
+    expect(Object.getOwnPropertyDescriptor(lazy, 'log_record')?.get).toBeTypeOf('function');
+    expect(Object.keys(lazy)).toEqual(['tenant', 'reception_protocol', 'log_record']);
+    expect(lazy.log_record).toEqual(record);
+    expect(Object.getOwnPropertyDescriptor(lazy, 'log_record')?.value).toBe(lazy.log_record);
+
     expect(claimed.map((r) => [r.id, r.meta, r.recordInData ?? false])).toEqual([
       ['hooked', meta, true],
       ['templated', meta, false],
@@ -369,6 +376,13 @@ describe('SqliteSpool', () => {
     const [again] = await spool.claimDue('q', T0, 10);
     expect(again!.meta).toEqual({ log_record: { changed: true } });
     expect(again!.recordInData).toBeUndefined();
+
+    // A lazy record can be replaced before it was ever read.
+    await spool.insert(rec('w', { data, meta, recordInData: true }), false);
+    const [w] = await spool.claimDue('q', T0, 10);
+    w!.meta.log_record = 'replaced';
+    expect(w!.meta.log_record).toBe('replaced');
+    expect(JSON.parse(JSON.stringify(w!.meta))).toEqual({ tenant: 't', reception_protocol: 'LogRecord', log_record: 'replaced' });
   });
 
   it('migrates a version 1 spool, keeping its messages', async () => {
