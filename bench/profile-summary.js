@@ -3,14 +3,21 @@
  * Summarise a V8 .cpuprofile (from `node --cpu-prof`) by self time.
  *
  *   node bench/profile-summary.js FILE.cpuprofile [--top N] [--by function|file|package]
- *                                 [--callers NAME [--depth D]]
+ *                                 [--inclusive] [--callers NAME [--depth D]]
  *
  * Self time of a profile node is the sum of the sample intervals
  * (timeDeltas) whose sample landed in it. Nodes are grouped by function
  * (name + file + line), by file, or by package (node_modules/<pkg>, dist/,
  * node: internals, or the (program)/(garbage collector)/(idle) pseudo-nodes).
+ * --inclusive ranks functions by total time instead: the time of every
+ * sample with the function anywhere on its stack (counted once per sample
+ * even when it recurses).
  * --callers NAME instead splits the self time of functions named NAME by
  * their call path, D frames up (default 3).
+ *
+ * A daemon profiled with SLUICE_BENCH_DAEMON_PROF writes one file per
+ * thread: `CPU.<date>.<pid>.0.001.cpuprofile` is the main thread and
+ * `...1.002...` the spool thread.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +30,7 @@ const { values: args, positionals } = parseArgs({
     by: { type: 'string', default: 'function' },
     callers: { type: 'string' },
     depth: { type: 'string', default: '3' },
+    inclusive: { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
@@ -92,6 +100,35 @@ if (args.callers !== undefined) {
   process.exit(0);
 }
 
+function functionKey(cf) {
+  return `${cf.functionName || '(anonymous)'}  ${shortUrl(cf.url)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
+}
+
+if (args.inclusive) {
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const total = new Map();
+  let sum = 0;
+  for (const [id, us] of selfUs) {
+    sum += us;
+    const seen = new Set();
+    for (let p = id; p !== undefined; p = parent.get(p)) {
+      const cf = nodes.get(p).callFrame;
+      if (cf.functionName === '(root)') continue;
+      const k = functionKey(cf);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      total.set(k, (total.get(k) ?? 0) + us);
+    }
+  }
+  console.log(`${positionals[0]}: ${(sum / 1000).toFixed(0)} ms sampled; top ${top} by total (inclusive) time`);
+  console.log(`${'total ms'.padStart(9)} ${'%all'.padStart(6)}  name`);
+  for (const [k, us] of [...total].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`${(us / 1000).toFixed(1).padStart(9)} ${((us / Math.max(1, sum)) * 100).toFixed(1).padStart(6)}  ${k}`);
+  }
+  process.exit(0);
+}
+
 const groups = new Map();
 let totalUs = 0;
 for (const [id, us] of selfUs) {
@@ -99,7 +136,7 @@ for (const [id, us] of selfUs) {
   let k;
   if (args.by === 'package') k = packageOf(cf);
   else if (args.by === 'file') k = shortUrl(cf.url) || cf.functionName || '(anonymous)';
-  else k = `${cf.functionName || '(anonymous)'}  ${shortUrl(cf.url)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
+  else k = functionKey(cf);
   groups.set(k, (groups.get(k) ?? 0) + us);
   totalUs += us;
 }
