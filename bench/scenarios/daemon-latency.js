@@ -10,6 +10,9 @@
  * arrived, all on CLOCK_MONOTONIC. Reported: p50/p99/max from accept to
  * receipt (a record that arrived before the publisher saw its 200 counts as
  * 0; how many did is reported), send to receipt, and send to accept.
+ * Acceptance waits for the spool's fsync: an fsync probe on the daemon's
+ * file system runs alongside and its p50/p99/max are reported, so a slow
+ * disk during the run shows as such.
  * Baseline: undici POSTing the same records at the same pace straight to the
  * same receiver (send to receipt), for at most 10 s.
  */
@@ -21,6 +24,7 @@ import { logRecord } from '../lib/records.js';
 import { withDaemon, tempDir, removeDir } from '../lib/daemon.js';
 import { figure, quantile, sleep, snapshot, between, waitQuiet, waitUntil } from '../lib/daemon-measure.js';
 import { startStampReceiver } from '../lib/stamp-receiver.js';
+import { startFsyncProbe } from '../lib/fsync-probe.js';
 
 const POLICY = fs.readFileSync(fileURLToPath(new URL('../../examples/quickstart/init.lua', import.meta.url)), 'utf8');
 const RATE = 1_000;
@@ -147,12 +151,14 @@ export default {
           ctx.log(`  sluice new_json at ${RATE}/s for ${seconds} s after ${WARMUP_S} s warm-up: daemon pid ${daemon.pid} ready in ${daemon.startMs.toFixed(0)} ms`);
           await recv.arrivals(true);
           const s0 = await snapshot(ctx, daemon);
+          const probe = await startFsyncProbe(daemon.dataDir);
           let warmSnap = null;
           const r = await paced(total, (seq, b) => {
             if (seq === from && warmSnap === null) warmSnap = snapshot(ctx, daemon);
             return daemon.post('/api/log-records/v1', b);
           });
           const accepted = total - r.errors;
+          const disk = await probe.stop();
           const drained = await waitUntil(async () => (await recv.arrivals(false)).seqs.length >= accepted, { timeoutMs: 30_000, intervalMs: 100 });
           const s1 = await snapshot(ctx, daemon);
           const arr = await recv.arrivals(true);
@@ -162,6 +168,7 @@ export default {
           const rt = stats(Array.from({ length: total - from }, (_, i) => (r.replyNs[from + i] - r.sendNs[from + i]) / 1e6).filter((x) => x >= 0));
           ctx.log(`    accept->receipt ${fmt(acc)}; ${acc.negative} arrived before their 200 was read (counted as 0)`);
           ctx.log(`    send->receipt ${fmt(snd)}; send->accept ${fmt(rt)}`);
+          ctx.log(`    disk: a 4 KiB write + fsync every 50 ms beside the spool took ${fmt(disk)}; ${disk.over100} over 100 ms`);
           ctx.log(`    ${acc.missing} missing${drained === null ? ' (not all arrived within 30 s)' : ''}, ${acc.duplicates} duplicates, ${r.skippedTicks} pacing ticks skipped (in-flight cap), published ${r.sent} in ${(r.elapsedMs / 1000).toFixed(1)} s`);
           const w = between(await (warmSnap ?? s0), s1, {
             label: `sluice new_json, ${RATE}/s x1 publish`,
@@ -170,7 +177,7 @@ export default {
             errors: r.errors,
             p50Ms: acc.p50,
             p99Ms: acc.p99,
-            more: { maxMs: acc.max, acceptToReceipt: acc, sendToReceipt: snd, sendToAccept: rt, skippedTicks: r.skippedTicks },
+            more: { maxMs: acc.max, acceptToReceipt: acc, sendToReceipt: snd, sendToAccept: rt, skippedTicks: r.skippedTicks, fsyncProbe: disk },
           });
           // The window runs to the end of the drain: the rate is records delivered over it.
           ctx.log(`    cpu over the run: daemon ${w.daemonCpuPct.toFixed(0)}% (${w.daemonCpuUsPerUnit?.toFixed(0)} us/record), bench ${w.clientCpuPct.toFixed(0)}%, other ${w.otherCpuPct.toFixed(0)}%`);
@@ -188,6 +195,22 @@ export default {
               baseline: base ? bl(`undici send->receipt ${q}`, base.lat[key] * 1000, base.lat.p50, base.lat.p99) : null,
             }));
           }
+          for (const [q, key] of [['p50', 'p50'], ['p99', 'p99'], ['max', 'max']]) {
+            points.push(makePoint({
+              scenario: 'daemon-latency',
+              point: `send->accept ${q}`,
+              unit: 'us',
+              subject: figure(`send->accept ${q} (the 200 waits for the spool's fsync)`, rt[key] * 1000),
+              baseline: base ? bl(`undici send->reply ${q}`, base.rt[key] * 1000, base.rt.p50, base.rt.p99) : null,
+            }));
+          }
+          points.push(makePoint({
+            scenario: 'daemon-latency',
+            point: 'disk fsync p99',
+            unit: 'us',
+            subject: figure(`4 KiB write + fsync beside the spool, p99 (max ${disk.max?.toFixed(0)} ms, ${disk.over100} over 100 ms)`, disk.p99 * 1000),
+            baseline: null,
+          }));
           return points;
         });
       } finally {
