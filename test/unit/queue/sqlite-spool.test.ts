@@ -13,10 +13,10 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../../src/errors.js';
 import { LOCK_FILE } from '../../../src/queue/data-dir-lock.js';
+import { rec, rejection, T0 } from '../../helpers/spool.js';
 import type { SpoolRecord } from '../../../src/queue/spool.js';
 import { SCHEMA_VERSION, SPOOL_FILE, SqliteSpool } from '../../../src/queue/sqlite-spool.js';
 
-const T0 = 1_700_000_000_000;
 const dirs: string[] = [];
 const spools: SqliteSpool[] = [];
 const children: ChildProcess[] = [];
@@ -33,34 +33,11 @@ function open(dir: string, opts?: Parameters<typeof SqliteSpool.open>[1]): Sqlit
   return s;
 }
 
-function rec(id: string, over: Partial<SpoolRecord> = {}): SpoolRecord {
-  return {
-    id,
-    queue: 'q',
-    due: T0,
-    attempts: 0,
-    created: T0,
-    sender: 'from@example.com',
-    recipients: ['to@example.com'],
-    meta: { hook: 'h' },
-    data: `{"id":"${id}"}`,
-    ...over,
-  };
-}
 
 async function claimIds(spool: SqliteSpool, queue: string, now: number, limit: number): Promise<string[]> {
   return (await spool.claimDue(queue, now, limit)).map((r) => r.id);
 }
 
-async function rejection(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

@@ -13,11 +13,11 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SluiceError } from '../../../src/errors.js';
 import { LOCK_FILE } from '../../../src/queue/data-dir-lock.js';
+import { rec, rejection, T0 } from '../../helpers/spool.js';
 import type { SpoolRecord } from '../../../src/queue/spool.js';
 import { SCHEMA_VERSION, SPOOL_FILE, SqliteSpool } from '../../../src/queue/sqlite-spool.js';
 import { WorkerSpool } from '../../../src/queue/worker-spool.js';
 
-const T0 = 1_700_000_000_000;
 const dirs: string[] = [];
 const spools: WorkerSpool[] = [];
 
@@ -33,30 +33,7 @@ async function open(dir: string): Promise<WorkerSpool> {
   return s;
 }
 
-function rec(id: string, over: Partial<SpoolRecord> = {}): SpoolRecord {
-  return {
-    id,
-    queue: 'q',
-    due: T0,
-    attempts: 0,
-    created: T0,
-    sender: 'from@example.com',
-    recipients: ['to@example.com'],
-    meta: { hook: 'h' },
-    data: `{"id":"${id}"}`,
-    ...over,
-  };
-}
 
-async function rejection(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 afterEach(async () => {
   for (const s of spools.splice(0)) await s.close();
