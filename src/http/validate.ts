@@ -13,19 +13,19 @@ export function bad(field: string, message: string): HttpError {
 // Long field lists (log records: 29 fields) are checked through a Set made once per list.
 const allowedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
+function allowedSet(allowed: readonly string[]): ReadonlySet<string> {
+  let s = allowedSets.get(allowed);
+  if (!s) allowedSets.set(allowed, (s = new Set(allowed)));
+  return s;
+}
+
 /** The body must be an object with only `allowed` keys. */
 export function object(v: unknown, field: string, allowed: readonly string[]): Json {
   if (v === undefined) throw new HttpError(400, 'missing-body', `a JSON object body is required`, field || undefined);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(field || 'body', `expected a JSON object, got ${kind(v)}`);
-  let set: ReadonlySet<string> | readonly string[] = allowed;
-  if (allowed.length > 8) {
-    let s = allowedSets.get(allowed);
-    if (!s) allowedSets.set(allowed, (s = new Set(allowed)));
-    set = s;
-  }
-  const has = (k: string) => ('has' in set ? set.has(k) : set.includes(k));
+  const set = allowed.length > 8 ? allowedSet(allowed) : null;
   for (const k of Object.keys(v)) {
-    if (!has(k)) throw bad(join(field, k), `unknown field; expected one of ${allowed.join(', ')}`);
+    if (!(set ? set.has(k) : allowed.includes(k))) throw bad(join(field, k), `unknown field; expected one of ${allowed.join(', ')}`);
   }
   return v as Json;
 }

@@ -219,7 +219,7 @@ export class ScheduledQueue {
 }
 
 export function messageFromRecord(rec: SpoolRecord): Message {
-  const msg = new MessageClass({
+  return new MessageClass({
     id: rec.id,
     sender: rec.sender,
     recipients: rec.recipients,
@@ -229,8 +229,6 @@ export function messageFromRecord(rec: SpoolRecord): Message {
     numAttempts: rec.attempts,
     due: rec.due,
   });
-  if (rec.recordInData && typeof rec.meta.log_record === 'object') msg.recordOfData = rec.meta.log_record as object;
-  return msg;
 }
 
 export function recordFromMessage(msg: Message, queue: string, due: number): SpoolRecord {

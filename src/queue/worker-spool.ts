@@ -41,6 +41,11 @@ function workerUrl(): URL {
   return new URL('./spool-worker.js', here);
 }
 
+/** A write whose message cannot be written as JSON (a cycle, a BigInt) fails alone, at once. */
+function cannotStore(err: unknown): Promise<never> {
+  return Promise.reject(new SluiceError('SLUICE_ERR_SPOOL', `cannot store message: ${(err as Error).message}`, { cause: err }));
+}
+
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -106,7 +111,7 @@ export class WorkerSpool implements Spool {
     try {
       row = encodeInsert(rec, held);
     } catch (err) {
-      return Promise.reject(new SluiceError('SLUICE_ERR_SPOOL', `cannot store message: ${(err as Error).message}`, { cause: err }));
+      return cannotStore(err);
     }
     return this.#call('insertRow', [row]) as Promise<void>;
   }
@@ -120,7 +125,7 @@ export class WorkerSpool implements Spool {
     try {
       json = JSON.stringify(meta ?? {});
     } catch (err) {
-      return Promise.reject(new SluiceError('SLUICE_ERR_SPOOL', `cannot store message: ${(err as Error).message}`, { cause: err }));
+      return cannotStore(err);
     }
     return this.#call('updateMetaJson', [id, json]) as Promise<void>;
   }
@@ -184,20 +189,8 @@ export class WorkerSpool implements Spool {
     const batch = this.#outbox;
     if (batch.length === 0) return;
     this.#outbox = [];
-    try {
-      this.#worker.postMessage(batch);
-      return;
-    } catch {
-      // Something in the batch cannot be copied to the thread (a function in
-      // meta, say): send the calls one by one, failing only those.
-    }
-    for (const call of batch) {
-      try {
-        this.#worker.postMessage([call]);
-      } catch (err) {
-        this.#settle({ id: call.id, ok: false, error: { code: 'SLUICE_ERR_SPOOL', message: `cannot store message: ${(err as Error).message}` } });
-      }
-    }
+    // Only strings, numbers and byte arrays cross (meta is JSON by now): nothing here can fail to copy.
+    this.#worker.postMessage(batch);
   }
 
   #onReplies(replies: SpoolReply[]): void {
